@@ -1,0 +1,5 @@
+"""``python -m samplegrad``: the ``samplegrad`` command."""
+
+from samplegrad.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,31 @@
+"""Which distribution family a ``torch.distributions`` object belongs to.
+
+Estimators for discrete variables act on the *base* distribution of an ``Independent``
+wrapper: ``Independent(Bernoulli(logits), 1)`` draws the same numbers as ``Bernoulli(logits)``
+and only sums the log-probabilities over the reinterpreted dimensions.
+"""
+
+from __future__ import annotations
+
+from torch.distributions import (
+    Bernoulli,
+    Categorical,
+    Distribution,
+    Independent,
+    OneHotCategorical,
+)
+
+DISCRETE_CHOICE = (Bernoulli, Categorical, OneHotCategorical)
+"""The families the relaxation and straight-through estimators understand."""
+
+
+def base_distribution(dist: Distribution) -> Distribution:
+    """The innermost distribution under any number of ``Independent`` wrappers."""
+    while isinstance(dist, Independent):
+        dist = dist.base_dist
+    return dist
+
+
+def is_discrete_choice(dist: Distribution) -> bool:
+    """Bernoulli, Categorical or OneHotCategorical, possibly wrapped in ``Independent``."""
+    return isinstance(base_distribution(dist), DISCRETE_CHOICE)

@@ -1,0 +1,107 @@
+"""The estimator interface: a distribution and a cost in, a surrogate tensor out.
+
+Every estimator answers one question. Given ``q_phi`` (``dist``) and a cost ``f``, return a
+**surrogate** ``L`` of shape ``dist.batch_shape`` whose value is a Monte Carlo estimate of
+``E_q[f(z)]`` and whose gradient, with respect to ``phi`` and to any parameter inside ``f``, is
+the estimator's gradient estimate::
+
+    surrogate = estimator(f, dist, num_samples=8)
+    surrogate.mean().backward()       # one gradient estimate; samplegrad never calls backward
+
+Shapes: ``z`` has shape ``(S, *B, *E)`` for batch shape ``B`` and event shape ``E``; ``f(z)``
+returns ``(S, *B)``. ``S`` is usually ``num_samples``, but estimators may evaluate ``f`` on
+other leading sizes (enumeration evaluates it on the whole support), so ``f`` must not assume it.
+
+Subclasses implement :meth:`Estimator.estimate` and :meth:`Estimator.supports`; the public
+``forward`` validates the arguments once, for all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from samplegrad import _validation
+from samplegrad._families import base_distribution
+
+Cost = Callable[[Tensor], Tensor]
+
+
+class Estimator(nn.Module):
+    """Base class of the gradient estimators (an ``nn.Module``, so state lives in buffers)."""
+
+    name: ClassVar[str]
+    """The string that names this estimator in ``sg.expectation(..., estimator=name)``."""
+
+    min_num_samples: ClassVar[int] = 1
+
+    @classmethod
+    def supports(cls, dist: Distribution) -> bool:
+        """Whether this estimator can handle ``dist``'s family."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        f: Cost,
+        dist: Distribution,
+        num_samples: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """The surrogate of ``E_dist[f(z)]``, of shape ``dist.batch_shape``."""
+        dist = _validation.check_distribution(dist)
+        if not self.supports(dist):
+            raise TypeError(unsupported_message(self.name, dist))
+        num_samples = _validation.check_num_samples(
+            num_samples, minimum=self.min_num_samples, why=f"for estimator {self.name!r}"
+        )
+        generator = _validation.check_generator(generator, dist)
+        _validation.check_finite_parameters(dist)
+        return self.estimate(_validation.checked_cost(f, dist.batch_shape), dist, num_samples,
+                             generator)
+
+    def estimate(
+        self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
+    ) -> Tensor:
+        """The surrogate, for arguments already validated."""
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, type[Estimator]] = {}
+"""Estimator classes by name."""
+
+
+def register(cls: type[Estimator]) -> type[Estimator]:
+    """Class decorator adding an estimator to :data:`REGISTRY` under ``cls.name``."""
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def estimators_supporting(dist: Distribution) -> list[str]:
+    """Names of the registered estimators that can handle ``dist``, sorted."""
+    return sorted(name for name, cls in REGISTRY.items() if cls.supports(dist))
+
+
+def unsupported_message(name: str, dist: Distribution) -> str:
+    capable = ", ".join(repr(n) for n in estimators_supporting(dist)) or "none"
+    return (
+        f"estimator {name!r} cannot handle {type(dist).__name__}"
+        f"{describe_base(dist)}; estimators that can: {capable}"
+    )
+
+
+def describe_base(dist: Distribution) -> str:
+    base = base_distribution(dist)
+    return f" of {type(base).__name__}" if base is not dist else ""
+
+
+def zero_with_gradient_of(log_prob: Tensor) -> Tensor:
+    """``log_prob - stop_gradient(log_prob)``: value 0, gradient ``grad log_prob``.
+
+    Multiplying it by a detached weight ``w`` adds ``w * grad log q`` to a surrogate's gradient
+    and nothing to its value (the "magic box" of DiCE, Foerster et al. 2018, to first order).
+    """
+    return log_prob - log_prob.detach()

@@ -1,0 +1,169 @@
+"""Biased estimators for discrete variables: Gumbel-Softmax / Concrete and straight-through.
+
+**Concrete / Gumbel-Softmax** (Maddison, Mnih & Teh 2017; Jang, Gu & Poole 2017). A categorical
+sample is ``onehot(argmax_k (logits_k + g_k))`` with ``g_k ~ Gumbel(0, 1)``; replacing the
+argmax by ``softmax((logits + g) / tau)`` gives a continuous sample that tends to the one-hot
+one as the temperature ``tau -> 0``, and the pathwise gradient of ``f`` at the relaxed sample.
+For a Bernoulli the two-class case reduces to ``sigmoid((logits + L) / tau)`` with logistic
+noise ``L = log u - log(1 - u)``. The gradient is that of the *relaxed* objective
+``E_g[f(softmax((logits + g) / tau))]``, so it is biased for ``E_q[f(z)]`` unless ``f`` is
+linear; ``f`` must accept relaxed samples. ``hard=True`` evaluates ``f`` at the exact discrete
+sample and back-propagates through the relaxed one (straight-through Gumbel).
+
+**Straight-through** (Bengio, Léonard & Courville 2013). Evaluate ``f`` at an exact sample ``b``
+and pretend ``db/dprobs = I``: ``z = b + probs - stop_gradient(probs)``. Its mean gradient is
+``E_q[grad_z f(z)|_{z=b} dprobs/dphi]``, biased unless ``f`` is linear.
+
+Categorical variables are relaxed as one-hot vectors, so for ``Categorical`` (whose samples are
+indices) these estimators pass ``f`` one-hot samples of shape ``(S, *B, *E, K)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.distributions import Bernoulli, Distribution
+from torch.nn import functional as F
+
+from samplegrad import _validation
+from samplegrad._families import base_distribution, is_discrete_choice
+from samplegrad._sampling import categorical_indices, open_uniform
+from samplegrad.estimators.base import Cost, Estimator, register
+
+
+def gumbel_noise(shape: torch.Size, like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard Gumbel noise ``-log(-log u)`` with ``u`` on the open interval, never ``log(0)``."""
+    u = open_uniform(shape, like, generator)
+    return -torch.log(-torch.log(u))
+
+
+def logistic_noise(shape: torch.Size, like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard logistic noise ``log u - log(1 - u)``: the difference of two Gumbels."""
+    u = open_uniform(shape, like, generator)
+    return torch.log(u) - torch.log1p(-u)
+
+
+def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
+    """The value of ``hard`` with the gradient of ``soft``."""
+    return hard + (soft - soft.detach())
+
+
+def hard_bernoulli(perturbed_logits: Tensor) -> Tensor:
+    """The exact Bernoulli sample ``1[logits + L > 0]`` behind a binary Concrete sample."""
+    return (perturbed_logits > 0).to(perturbed_logits.dtype)
+
+
+def hard_one_hot(scores: Tensor) -> Tensor:
+    """``onehot(argmax(scores))`` over the last dimension, in ``scores``' dtype."""
+    return F.one_hot(scores.argmax(-1), scores.shape[-1]).to(scores.dtype)
+
+
+def sample_gumbel_softmax(
+    logits: Tensor,
+    temperature: Tensor | float,
+    *,
+    hard: bool,
+    binary: bool,
+    sample_shape: tuple[int, ...] = (),
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """A relaxed sample of shape ``(*sample_shape, *logits.shape)``.
+
+    ``binary=True`` treats each logit as a Bernoulli; otherwise the last dimension holds the
+    logits of one categorical variable. ``hard=True`` returns the exact sample with the relaxed
+    sample's gradient.
+    """
+    shape = torch.Size((*sample_shape, *logits.shape))
+    if binary:
+        perturbed = logits + logistic_noise(shape, logits, generator).to(logits.dtype)
+        soft = torch.sigmoid(perturbed / temperature)
+        return straight_through(hard_bernoulli(perturbed), soft) if hard else soft
+    perturbed = logits + gumbel_noise(shape, logits, generator).to(logits.dtype)
+    soft = torch.softmax(perturbed / temperature, dim=-1)
+    return straight_through(hard_one_hot(perturbed), soft) if hard else soft
+
+
+def sample_straight_through(
+    probs: Tensor,
+    *,
+    binary: bool,
+    sample_shape: tuple[int, ...] = (),
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """An exact sample of shape ``(*sample_shape, *probs.shape)`` with gradient ``I`` to ``probs``.
+
+    ``binary=True``: independent Bernoulli(``probs``); otherwise one-hot categorical samples over
+    the last dimension.
+    """
+    expanded = probs.expand(*sample_shape, *probs.shape)
+    if binary:
+        hard = torch.bernoulli(expanded.detach(), generator=generator)
+    else:
+        indices = categorical_indices(probs.detach(), sample_shape, generator)
+        hard = F.one_hot(indices, probs.shape[-1]).to(probs.dtype)
+    return straight_through(hard, expanded)
+
+
+@register
+class GumbelSoftmax(Estimator):
+    """Concrete / Gumbel-Softmax relaxation (biased); ``hard=True`` is straight-through Gumbel.
+
+    Args:
+        temperature: ``tau > 0``, a buffer so a schedule can anneal it in place
+            (``est.temperature.fill_(0.5)``).
+        hard: evaluate ``f`` at the exact discrete sample, differentiate through the relaxed one.
+    """
+
+    name = "gumbel"
+    temperature: Tensor
+
+    def __init__(self, temperature: float = 1.0, hard: bool = False) -> None:
+        super().__init__()
+        _validation.check_temperature(temperature)
+        self.register_buffer("temperature", torch.tensor(float(temperature)))
+        self.hard = bool(hard)
+
+    @classmethod
+    def supports(cls, dist: Distribution) -> bool:
+        return is_discrete_choice(dist)
+
+    def estimate(
+        self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
+    ) -> Tensor:
+        _validation.check_temperature(self.temperature)
+        base = base_distribution(dist)
+        z = sample_gumbel_softmax(
+            base.logits,
+            self.temperature,
+            hard=self.hard,
+            binary=isinstance(base, Bernoulli),
+            sample_shape=(num_samples,),
+            generator=generator,
+        )
+        return cost(z).mean(0)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature.item():g}, hard={self.hard}"
+
+
+@register
+class StraightThrough(Estimator):
+    """Straight-through: ``f`` at an exact sample, gradient as if ``dz/dprobs = I`` (biased)."""
+
+    name = "straight-through"
+
+    @classmethod
+    def supports(cls, dist: Distribution) -> bool:
+        return is_discrete_choice(dist)
+
+    def estimate(
+        self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
+    ) -> Tensor:
+        base = base_distribution(dist)
+        z = sample_straight_through(
+            base.probs,
+            binary=isinstance(base, Bernoulli),
+            sample_shape=(num_samples,),
+            generator=generator,
+        )
+        return cost(z).mean(0)

@@ -1,0 +1,32 @@
+"""Shared fixtures: fresh 'auto' state, validation on, and seeded generators."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.distributions import Distribution
+
+from samplegrad import _expectation
+
+
+@pytest.fixture(autouse=True)
+def _fresh_auto_state():
+    """Each test sees the one-time 'auto' warnings and the auto estimators' state afresh."""
+    _expectation._announced.clear()
+    _expectation._auto_moving_averages.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _validation_on():
+    """Run each test with value validation on, and restore it afterwards: the first
+    ``torch.compile`` in a process turns torch.distributions' validation off process-wide
+    (``torch._dynamo`` calls ``Distribution.set_default_validate_args(False)``)."""
+    Distribution.set_default_validate_args(True)
+    yield
+    Distribution.set_default_validate_args(True)
+
+
+@pytest.fixture
+def generator() -> torch.Generator:
+    return torch.Generator().manual_seed(20261127)
