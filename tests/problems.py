@@ -49,8 +49,7 @@ class GaussianQuadratic:
     def variances(self, estimator: str) -> tuple[float, float]:
         a, s = self.a, self.sigma
         return {
-            "score": (a**4 / s**2 + 14 * a**2 + 15 * s**2,
-                      2 * a**4 / s**2 + 60 * a**2 + 74 * s**2),
+            "score": (a**4 / s**2 + 14 * a**2 + 15 * s**2, 2 * a**4 / s**2 + 60 * a**2 + 74 * s**2),
             "pathwise": (4 * s**2, 4 * a**2 + 8 * s**2),
         }[estimator]
 
@@ -88,9 +87,9 @@ class BernoulliToy:
     def score_variance(self, num_samples: int = 1) -> float:
         """``E[(f(b) (b - theta))^2] - g^2`` over ``b``, divided by the number of samples."""
         theta, t = self.theta, self.t
-        second_moment = theta * ((1 - t) ** 2 * (1 - theta)) ** 2 + (1 - theta) * (
-            t**2 * theta
-        ) ** 2
+        second_moment = (
+            theta * ((1 - t) ** 2 * (1 - theta)) ** 2 + (1 - theta) * (t**2 * theta) ** 2
+        )
         return (second_moment - self.exact_gradient**2) / num_samples
 
     def gradient(self, surrogate: Tensor) -> Tensor:

@@ -69,4 +69,3 @@ def assert_variance_close(
     assert bool(((variance - exact).abs() <= tolerance).all()), (
         f"variance {variance.tolist()} vs exact {exact.tolist()}, tolerance {tolerance.tolist()}"
     )
-

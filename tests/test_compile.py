@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from problems import GaussianQuadratic
-from stats import assert_mean_close
 from torch.distributions import Normal
 
 import samplegrad as sg
+
+from problems import GaussianQuadratic
+from stats import assert_mean_close
 
 pytestmark = [
     pytest.mark.slow,

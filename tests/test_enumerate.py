@@ -7,6 +7,7 @@ import torch
 from torch.distributions import Bernoulli, Categorical, Independent, OneHotCategorical
 
 import samplegrad as sg
+
 from problems import BernoulliToy, three_dimensional_bernoulli
 
 
@@ -24,8 +25,9 @@ def test_three_dimensional_design_check():
     logits, dist, f, exact = three_dimensional_bernoulli(repeats=2)
     sg.expectation(f, dist, sg.Enumerate()).sum().backward()
     assert torch.allclose(logits.grad, exact.expand(2, 3), atol=1e-12)
-    assert torch.allclose(logits.grad[0].float(), torch.tensor([0.14857, -0.02037, -0.19155]),
-                          atol=1e-5)
+    assert torch.allclose(
+        logits.grad[0].float(), torch.tensor([0.14857, -0.02037, -0.19155]), atol=1e-5
+    )
 
 
 def test_independent_product_support_is_complete():
@@ -39,8 +41,9 @@ def test_independent_product_support_is_complete():
 @pytest.mark.parametrize("family", [Categorical, OneHotCategorical])
 def test_categorical_value_and_gradient(family):
     """``E[v_k] = sum_k p_k v_k``: gradient w.r.t. logits ``p_k (v_k - E[v])``."""
-    logits = torch.tensor([[0.2, -0.4, 1.0], [0.0, 0.0, 0.0]], dtype=torch.float64,
-                          requires_grad=True)
+    logits = torch.tensor(
+        [[0.2, -0.4, 1.0], [0.0, 0.0, 0.0]], dtype=torch.float64, requires_grad=True
+    )
     values = torch.tensor([1.0, 4.0, -2.0], dtype=torch.float64)
 
     def f(z):
@@ -67,8 +70,11 @@ def test_gradcheck():
     values = torch.tensor([[1.0, -2.0, 0.5]], dtype=torch.float64)
 
     def surrogate(logits):
-        return sg.expectation(lambda b: (b * values).sum(-1) ** 2,
-                              Independent(Bernoulli(logits=logits), 1), "enumerate")
+        return sg.expectation(
+            lambda b: (b * values).sum(-1) ** 2,
+            Independent(Bernoulli(logits=logits), 1),
+            "enumerate",
+        )
 
     logits = torch.tensor([[0.3, -0.2, 1.1]], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(surrogate, (logits,))

@@ -19,8 +19,9 @@ from torch.distributions import (
 )
 
 import samplegrad as sg
-from problems import RecordingCost
 from samplegrad.estimators import REGISTRY
+
+from problems import RecordingCost
 
 ESTIMATORS_FOR_BERNOULLI = ["enumerate", "gumbel", "score", "straight-through"]
 
@@ -52,17 +53,19 @@ def test_value_is_sample_mean_of_f(name, generator):
 @pytest.mark.parametrize("name", ["pathwise", "score", "gumbel", "straight-through"])
 def test_generator_makes_results_reproducible(name):
     if name in ("pathwise",):
+
         def make():
             return Independent(Normal(loc, torch.ones(4)), 1)
     else:
+
         def make():
             return Independent(Bernoulli(logits=loc), 1)
+
     loc = torch.linspace(-1, 1, 4, requires_grad=True)
     results = []
     for seed in (7, 7, 8):
         loc.grad = None
-        surrogate = sg.expectation(square_sum, make(), name, 6,
-                                   torch.Generator().manual_seed(seed))
+        surrogate = sg.expectation(square_sum, make(), name, 6, torch.Generator().manual_seed(seed))
         surrogate.backward()
         results.append((surrogate.detach(), loc.grad.clone()))
     assert torch.equal(results[0][0], results[1][0])
@@ -70,8 +73,9 @@ def test_generator_makes_results_reproducible(name):
     assert not torch.equal(results[0][1], results[2][1])
 
 
-@pytest.mark.parametrize("dist", [Gamma(torch.tensor([2.0]), torch.tensor([1.0])),
-                                  Poisson(torch.tensor([3.0]))])
+@pytest.mark.parametrize(
+    "dist", [Gamma(torch.tensor([2.0]), torch.tensor([1.0])), Poisson(torch.tensor([3.0]))]
+)
 def test_generator_for_other_families_leaves_global_rng_alone(dist):
     """Families without a native generator path are sampled from a seed the generator gives."""
     name = "pathwise" if dist.has_rsample else "score"
@@ -133,8 +137,10 @@ def test_cuda(name):
 
 
 def test_implicit_reparameterization_families_are_pathwise():
-    for dist in (Gamma(torch.tensor(2.0), torch.tensor(1.0)),
-                 Beta(torch.tensor(2.0), torch.tensor(3.0))):
+    for dist in (
+        Gamma(torch.tensor(2.0), torch.tensor(1.0)),
+        Beta(torch.tensor(2.0), torch.tensor(3.0)),
+    ):
         assert sg.Pathwise.supports(dist)
 
 
@@ -173,8 +179,7 @@ def test_infinite_parameters(bad):
     with pytest.raises(ValueError, match=r"dist\.loc contains NaN or inf"):
         sg.expectation(lambda z: z, Normal(torch.tensor([0.0, bad]), 1.0), "pathwise")
     with pytest.raises(ValueError, match=r"dist\.base_dist\.logits contains NaN or inf"):
-        sg.expectation(square_sum, Independent(Bernoulli(logits=torch.tensor([bad])), 1),
-                       "score")
+        sg.expectation(square_sum, Independent(Bernoulli(logits=torch.tensor([bad])), 1), "score")
 
 
 def test_nan_parameters_are_rejected_naming_the_parameter():

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from problems import RecordingCost
-from stats import assert_mean_close, assert_variance_close
 
 import samplegrad as sg
+
+from problems import RecordingCost
+from stats import assert_mean_close, assert_variance_close
 
 
 def test_sampling_layer_moments_and_gradients(generator):
@@ -51,8 +52,11 @@ def test_gumbel_softmax_layer_matches_the_estimator(kind, hard):
     logits = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
     layer = sg.nn.GumbelSoftmax(0.3, hard=hard, kind=kind)
     sample = layer(logits, torch.Generator().manual_seed(9))
-    dist = (torch.distributions.OneHotCategorical(logits=logits) if kind == "categorical"
-            else torch.distributions.Bernoulli(logits=logits))
+    dist = (
+        torch.distributions.OneHotCategorical(logits=logits)
+        if kind == "categorical"
+        else torch.distributions.Bernoulli(logits=logits)
+    )
     reduce = (lambda z: z.sum(-1)) if kind == "categorical" else (lambda z: z)
     cost = RecordingCost(reduce)
     sg.expectation(cost, dist, sg.GumbelSoftmax(0.3, hard), 1, torch.Generator().manual_seed(9))

@@ -15,9 +15,11 @@ EXTREME_LOGITS = [-1e4, -30.0, -1.0, 0.0, 1.0, 30.0, 1e4]
 
 def extreme_distributions(dtype):
     logits = torch.tensor(EXTREME_LOGITS, dtype=dtype, requires_grad=True)
-    categorical_logits = torch.stack(
-        [logits, torch.zeros_like(logits), -logits.detach()], dim=-1
-    ).detach().requires_grad_(True)
+    categorical_logits = (
+        torch.stack([logits, torch.zeros_like(logits), -logits.detach()], dim=-1)
+        .detach()
+        .requires_grad_(True)
+    )
     return [
         (logits, Independent(Bernoulli(logits=logits), 1)),
         (categorical_logits, Categorical(logits=categorical_logits)),
@@ -37,8 +39,9 @@ def weighted(z):
 @pytest.mark.parametrize("hard", [False, True])
 def test_gumbel_is_finite_at_extremes(dtype, temperature, hard, generator):
     for leaf, dist in extreme_distributions(dtype):
-        surrogate = sg.expectation(weighted, dist, sg.GumbelSoftmax(temperature, hard), 16,
-                                   generator)
+        surrogate = sg.expectation(
+            weighted, dist, sg.GumbelSoftmax(temperature, hard), 16, generator
+        )
         surrogate.sum().backward()
         assert torch.isfinite(surrogate).all()
         assert torch.isfinite(leaf.grad).all(), (type(dist).__name__, leaf.grad)

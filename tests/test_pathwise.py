@@ -7,6 +7,7 @@ import torch
 from torch.distributions import Gamma, Independent, Normal
 
 import samplegrad as sg
+
 from problems import GaussianQuadratic
 from stats import assert_mean_close, assert_variance_close
 
@@ -68,8 +69,9 @@ def test_gradcheck_with_fixed_generator(num_samples):
 
     def surrogate(loc, scale):
         generator = torch.Generator().manual_seed(0)
-        return sg.expectation(lambda z: torch.sin(z) * z, Normal(loc, scale), "pathwise",
-                              num_samples, generator)
+        return sg.expectation(
+            lambda z: torch.sin(z) * z, Normal(loc, scale), "pathwise", num_samples, generator
+        )
 
     loc = torch.tensor([0.3, -0.2], dtype=torch.float64, requires_grad=True)
     scale = torch.tensor([0.7, 1.1], dtype=torch.float64, requires_grad=True)

@@ -12,6 +12,7 @@ from torch.distributions import Bernoulli, Categorical, Independent, OneHotCateg
 from torch.nn import functional as F
 
 import samplegrad as sg
+
 from problems import BernoulliToy, RecordingCost
 from stats import assert_mean_close
 
@@ -68,8 +69,9 @@ def test_binary_concrete_matches_quadrature_and_is_biased(hard, generator):
     problem = BernoulliToy(phi=1.0, t=0.1, repeats=200_000)
     mean, variance = binary_concrete_quadrature(problem.phi, problem.t, hard)
     grad = problem.gradient(
-        sg.expectation(problem.f, problem.dist(), sg.GumbelSoftmax(TEMPERATURE, hard=hard),
-                       generator=generator)
+        sg.expectation(
+            problem.f, problem.dist(), sg.GumbelSoftmax(TEMPERATURE, hard=hard), generator=generator
+        )
     )
     assert_mean_close(grad, mean, variance)
     # The relaxation's gradient is not the true one: here over 40 standard errors away.
@@ -118,8 +120,12 @@ def test_straight_through_categorical_closed_form(generator):
     mean = (p[:, None] * per_category).sum(0)
     variance = (p[:, None] * (per_category - mean) ** 2).sum(0)
     logits = base_logits.expand(repeats, 3).clone().requires_grad_(True)
-    sg.expectation(lambda y: ((y - centres) ** 2).sum(-1), Categorical(logits=logits),
-                   "straight-through", generator=generator).sum().backward()
+    sg.expectation(
+        lambda y: ((y - centres) ** 2).sum(-1),
+        Categorical(logits=logits),
+        "straight-through",
+        generator=generator,
+    ).sum().backward()
     assert_mean_close(logits.grad, mean, variance)
 
 
@@ -139,9 +145,13 @@ def test_independent_bernoulli_shapes_and_values(generator):
 def test_gradcheck_relaxed_with_fixed_generator():
     def surrogate(logits):
         generator = torch.Generator().manual_seed(3)
-        return sg.expectation(lambda y: (y * torch.arange(3.0, dtype=y.dtype)).sum(-1) ** 2,
-                              OneHotCategorical(logits=logits), sg.GumbelSoftmax(0.7), 2,
-                              generator)
+        return sg.expectation(
+            lambda y: (y * torch.arange(3.0, dtype=y.dtype)).sum(-1) ** 2,
+            OneHotCategorical(logits=logits),
+            sg.GumbelSoftmax(0.7),
+            2,
+            generator,
+        )
 
     logits = torch.tensor([[0.1, 0.2, -0.3]], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(surrogate, (logits,))
@@ -153,6 +163,7 @@ def test_temperature_is_an_annealable_buffer():
     estimator.temperature.fill_(0.05)
     logits = torch.tensor([2.0, -1.0])
     cost = RecordingCost(lambda y: y.sum(-1))
-    sg.expectation(cost, Categorical(logits=logits), estimator,
-                   generator=torch.Generator().manual_seed(0))
+    sg.expectation(
+        cost, Categorical(logits=logits), estimator, generator=torch.Generator().manual_seed(0)
+    )
     assert cost.inputs[0].max() > 0.99  # at tau = 0.05 the relaxed sample is nearly one-hot

@@ -8,6 +8,7 @@ from torch import nn
 from torch.distributions import Bernoulli, Categorical, Independent, Normal
 
 import samplegrad as sg
+
 from problems import (
     BernoulliToy,
     GaussianQuadratic,
@@ -33,9 +34,7 @@ def test_gaussian_quadratic_mean_and_variance(generator):
 def test_bernoulli_toy_variance_matches_design_value(generator):
     problem = BernoulliToy()
     assert problem.score_variance() == pytest.approx(1.5625e-2, rel=1e-4)
-    grad = problem.gradient(
-        sg.expectation(problem.f, problem.dist(), "score", generator=generator)
-    )
+    grad = problem.gradient(sg.expectation(problem.f, problem.dist(), "score", generator=generator))
     assert_mean_close(grad, problem.exact_gradient, problem.score_variance())
     assert_variance_close(grad, problem.score_variance(), max_relative_tolerance=0.02)
 
@@ -70,8 +69,7 @@ def test_leave_one_out_general_num_samples_variance(generator):
     problem = BernoulliToy(phi=0.7, t=0.2, repeats=200_000)
     num_samples = 5
     grad = problem.gradient(
-        sg.expectation(problem.f, problem.dist(), sg.ScoreFunction("loo"), num_samples,
-                       generator)
+        sg.expectation(problem.f, problem.dist(), sg.ScoreFunction("loo"), num_samples, generator)
     )
     d = (1 - problem.t) ** 2 - problem.t**2
     n1 = torch.arange(num_samples + 1, dtype=torch.float64)
@@ -145,8 +143,9 @@ def test_categorical_against_enumeration(generator):
     exact_logits = base_logits.clone().requires_grad_(True)
     sg.expectation(f, Categorical(logits=exact_logits), "enumerate").backward()
     logits = base_logits.expand(repeats, 4).clone().requires_grad_(True)
-    sg.expectation(f, Categorical(logits=logits), sg.ScoreFunction("loo"), 3,
-                   generator).sum().backward()
+    sg.expectation(
+        f, Categorical(logits=logits), sg.ScoreFunction("loo"), 3, generator
+    ).sum().backward()
     assert_mean_close(logits.grad, exact_logits.grad)
 
 
@@ -155,8 +154,9 @@ def test_score_at_logits_exactly_zero_is_b_minus_one_half():
     for dtype in (torch.float32, torch.float64):
         logits = torch.zeros(1000, dtype=dtype, requires_grad=True)
         cost = RecordingCost(torch.ones_like)
-        surrogate = sg.expectation(cost, Bernoulli(logits=logits), "score",
-                                   generator=torch.Generator().manual_seed(1))
+        surrogate = sg.expectation(
+            cost, Bernoulli(logits=logits), "score", generator=torch.Generator().manual_seed(1)
+        )
         surrogate.sum().backward()
         assert torch.equal(logits.grad, cost.inputs[0][0] - 0.5)
 
@@ -167,8 +167,9 @@ def test_score_at_saturated_logits_float32(logit, generator):
     and no larger than that scale (theta(1 - theta) f <= 9.4e-14 * 1)."""
     logits = torch.full((10_000,), logit, requires_grad=True)
     problem = BernoulliToy(phi=logit)
-    surrogate = sg.expectation(problem.f, Bernoulli(logits=logits), sg.ScoreFunction("loo"), 2,
-                               generator)
+    surrogate = sg.expectation(
+        problem.f, Bernoulli(logits=logits), sg.ScoreFunction("loo"), 2, generator
+    )
     surrogate.sum().backward()
     assert torch.isfinite(logits.grad).all()
     assert logits.grad.abs().max() <= 1e-12

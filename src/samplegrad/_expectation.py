@@ -82,14 +82,16 @@ def _auto(f: object, dist: Distribution, num_samples: int) -> Estimator:
     if isinstance(num_samples, int) and num_samples >= 2:
         if "score-loo" not in _named:
             _named["score-loo"] = ScoreFunction(baseline="loo")
-        return _announce("score function with a leave-one-out baseline", dist,
-                         _named["score-loo"])
+        return _announce("score function with a leave-one-out baseline", dist, _named["score-loo"])
     # A lambda re-created at every step keeps its code object: key the state on that.
     key = getattr(f, "__code__", type(f))
     if key not in _auto_moving_averages:
         _auto_moving_averages[key] = ScoreFunction(baseline=MovingAverage(0.9))
-    return _announce("score function with a moving-average baseline (decay 0.9, kept per cost "
-                     "function)", dist, _auto_moving_averages[key])
+    return _announce(
+        "score function with a moving-average baseline (decay 0.9, kept per cost function)",
+        dist,
+        _auto_moving_averages[key],
+    )
 
 
 def _announce(choice: str, dist: Distribution, estimator: Estimator) -> Estimator:

@@ -107,8 +107,9 @@ def _draw_forked(
     """Any other family: sample from the global RNG, seeded from ``generator`` and restored."""
     seed = int(torch.randint(_SEED_BOUND, (), generator=generator, device=generator.device))
     device = generator.device
-    fork_devices = [device.index if device.index is not None else 0] if device.type == "cuda" \
-        else []
+    fork_devices = (
+        [device.index if device.index is not None else 0] if device.type == "cuda" else []
+    )
     with torch.random.fork_rng(devices=fork_devices, device_type=device.type):
         if device.type == "cuda":
             torch.cuda.default_generators[fork_devices[0]].manual_seed(seed)

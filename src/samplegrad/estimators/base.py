@@ -60,8 +60,9 @@ class Estimator(nn.Module):
         )
         generator = _validation.check_generator(generator, dist)
         _validation.check_finite_parameters(dist)
-        return self.estimate(_validation.checked_cost(f, dist.batch_shape), dist, num_samples,
-                             generator)
+        return self.estimate(
+            _validation.checked_cost(f, dist.batch_shape), dist, num_samples, generator
+        )
 
     def estimate(
         self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None

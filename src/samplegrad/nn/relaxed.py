@@ -41,8 +41,9 @@ class GumbelSoftmax(nn.Module):
 
     temperature: Tensor
 
-    def __init__(self, temperature: float = 1.0, hard: bool = False,
-                 kind: Kind = "categorical") -> None:
+    def __init__(
+        self, temperature: float = 1.0, hard: bool = False, kind: Kind = "categorical"
+    ) -> None:
         super().__init__()
         _validation.check_temperature(temperature)
         self.binary = _check_kind(kind)
