@@ -182,6 +182,12 @@ def test_infinite_parameters(bad):
         sg.expectation(square_sum, Independent(Bernoulli(logits=torch.tensor([bad])), 1), "score")
 
 
+def test_large_finite_parameters_whose_sum_overflows_are_accepted():
+    loc = torch.full((10,), 6e4, dtype=torch.float16)  # the float16 sum is inf
+    surrogate = sg.expectation(lambda z: z - loc, Normal(loc, 1.0), "pathwise")
+    assert torch.isfinite(surrogate).all()
+
+
 def test_nan_parameters_are_rejected_naming_the_parameter():
     """torch.distributions already rejects NaN at construction, naming the parameter."""
     with pytest.raises(ValueError, match="parameter loc"):

@@ -67,10 +67,27 @@ def test_gumbel_softmax_layer_matches_the_estimator(kind, hard):
         assert torch.equal(sample, sample.round())
 
 
+@pytest.mark.parametrize(
+    "layer",
+    [sg.nn.GumbelSoftmax(num_samples=4), sg.nn.StraightThrough(num_samples=4)],
+    ids=["gumbel", "straight-through"],
+)
+def test_discrete_layers_draw_num_samples(layer):
+    logits = torch.randn(2, 3, requires_grad=True)
+    sample = layer(logits)
+    assert sample.shape == (4, 2, 3)
+    sample.sum().backward()
+    assert logits.grad.shape == (2, 3)
+
+
 def test_gumbel_softmax_layer_temperature_buffer_and_error():
     layer = sg.nn.GumbelSoftmax(1.0)
     assert dict(layer.named_buffers())["temperature"].item() == 1.0
-    layer.temperature.fill_(-1.0)
+    layer(torch.zeros(3))
+    layer.temperature.fill_(-1.0)  # annealed in place: checked again at the next call
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        layer(torch.zeros(3))
+    layer.temperature = torch.tensor(0.0)  # replaced: checked again too
     with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
         layer(torch.zeros(3))
     with pytest.raises(ValueError, match="kind must be 'categorical'"):

@@ -8,6 +8,7 @@ inside ``torch.compile``, where a data-dependent branch would break the graph.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -53,7 +54,13 @@ def check_finite_parameters(dist: Distribution) -> None:
     """
     if not values_are_checked(dist):
         return
-    for name, value in _parameters(dist):
+    parameters = _parameters(dist)
+    # One reduction and host read per parameter: a sum is finite iff every term is, unless it
+    # overflows, which the exact per-parameter test below tells apart. (Adding the sums as
+    # Python floats is cheaper than adding them as tensors.)
+    if math.isfinite(sum(value.detach().sum().item() for _, value in parameters)):
+        return
+    for name, value in parameters:
         if not bool(torch.isfinite(value).all()):
             raise ValueError(
                 f"dist.{name} contains NaN or inf; every estimator needs finite parameters "
@@ -62,11 +69,12 @@ def check_finite_parameters(dist: Distribution) -> None:
 
 
 def _parameters(dist: Distribution) -> list[tuple[str, Tensor]]:
-    """The parameter tensors ``dist`` was built from (not its lazily derived ones)."""
-    if isinstance(dist, Independent):
-        return [(f"base_dist.{name}", value) for name, value in _parameters(dist.base_dist)]
+    """The parameter tensors ``dist`` was built from (not its lazily derived ones), by name."""
+    prefix = ""
+    while isinstance(dist, Independent):
+        dist, prefix = dist.base_dist, prefix + "base_dist."
     return [
-        (name, value)
+        (prefix + name, value)
         for name in dist.arg_constraints
         if isinstance(value := dist.__dict__.get(name), Tensor) and value.is_floating_point()
     ]
@@ -122,14 +130,16 @@ def checked_cost(
 
 
 def check_temperature(temperature: float | Tensor, *, argument: str = "temperature") -> None:
-    """Raise ``ValueError`` unless ``temperature`` is finite and > 0."""
+    """Raise ``ValueError`` unless ``temperature`` is finite and > 0.
+
+    A temperature tensor (the 0-dim buffer a schedule anneals in place) is read as one number,
+    the cheapest host read; like the other value checks it is skipped while compiling.
+    """
     if isinstance(temperature, Tensor):
         if not values_are_checked():
             return
-        valid = bool((torch.isfinite(temperature) & (temperature > 0)).all())
-    else:
-        valid = isinstance(temperature, int | float) and 0 < temperature < float("inf")
-    if not valid:
+        temperature = temperature.item()
+    if not (isinstance(temperature, int | float) and 0 < temperature < math.inf):
         raise ValueError(
             f"{argument} must be a finite number > 0, got {temperature!r}; small values "
             "(e.g. 0.1) give nearly discrete samples, large values smooth ones"

@@ -114,7 +114,7 @@ def as_baseline(spec: object) -> Baseline | None:
 
 
 def check_baseline_samples(baseline: Baseline | None, num_samples: int) -> None:
-    if baseline is not None:
+    if baseline is not None and num_samples < baseline.min_num_samples:
         check_num_samples(
             num_samples,
             minimum=baseline.min_num_samples,

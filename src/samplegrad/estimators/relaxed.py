@@ -104,8 +104,37 @@ def sample_straight_through(
     return straight_through(hard, expanded)
 
 
+class Tempered:
+    """Mixin for modules with a temperature buffer, checked whenever it has changed.
+
+    The buffer can be annealed in place (``module.temperature.fill_(0.5)``), replaced, or loaded
+    from a state dict; its value is checked again only when the tensor or its version counter
+    differs from the last one checked, so an unchanged temperature costs no host read (and no
+    device synchronisation) per call.
+    """
+
+    temperature: Tensor
+    _temperature_seen: tuple[Tensor, int]
+
+    def _init_temperature(self, temperature: float) -> None:
+        _validation.check_temperature(temperature)
+        self.register_buffer("temperature", torch.tensor(float(temperature)))  # type: ignore[attr-defined]
+        self._temperature_seen = (self.temperature, self.temperature._version)
+
+    def checked_temperature(self) -> Tensor:
+        """The temperature buffer, after checking it is > 0 if it changed since last time."""
+        temperature = self.temperature
+        seen, version = self._temperature_seen
+        if _validation.values_are_checked() and (
+            temperature is not seen or temperature._version != version
+        ):
+            _validation.check_temperature(temperature)
+            self._temperature_seen = (temperature, temperature._version)
+        return temperature
+
+
 @register
-class GumbelSoftmax(Estimator):
+class GumbelSoftmax(Estimator, Tempered):
     """Concrete / Gumbel-Softmax relaxation (biased); ``hard=True`` is straight-through Gumbel.
 
     Args:
@@ -115,12 +144,10 @@ class GumbelSoftmax(Estimator):
     """
 
     name = "gumbel"
-    temperature: Tensor
 
     def __init__(self, temperature: float = 1.0, hard: bool = False) -> None:
         super().__init__()
-        _validation.check_temperature(temperature)
-        self.register_buffer("temperature", torch.tensor(float(temperature)))
+        self._init_temperature(temperature)
         self.hard = bool(hard)
 
     @classmethod
@@ -130,11 +157,10 @@ class GumbelSoftmax(Estimator):
     def estimate(
         self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
     ) -> Tensor:
-        _validation.check_temperature(self.temperature)
         base = base_distribution(dist)
         z = sample_gumbel_softmax(
             base.logits,
-            self.temperature,
+            self.checked_temperature(),
             hard=self.hard,
             binary=isinstance(base, Bernoulli),
             sample_shape=(num_samples,),

@@ -51,14 +51,15 @@ class ScoreFunction(Estimator):
     def estimate(
         self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
     ) -> Tensor:
-        check_baseline_samples(self.baseline, num_samples)
+        baseline_module = self.baseline
+        check_baseline_samples(baseline_module, num_samples)
         z = draw(dist, torch.Size((num_samples,)), generator, reparameterized=False)
         costs = cost(z)
         score = zero_with_gradient_of(dist.log_prob(z))
-        if self.baseline is None:
+        if baseline_module is None:
             return (costs + costs.detach() * score).mean(0)
-        baseline = self.baseline(costs)
-        signal = (costs.detach() - baseline).detach()
+        baseline = baseline_module(costs)
+        signal = costs.detach() - baseline.detach()
         surrogate = (costs + signal * score).mean(0)
         if baseline.requires_grad:
             squared_error = ((costs.detach() - baseline) ** 2).mean(0)

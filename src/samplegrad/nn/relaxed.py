@@ -11,8 +11,12 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from samplegrad import _validation
-from samplegrad.estimators.relaxed import sample_gumbel_softmax, sample_straight_through
+from samplegrad.estimators.relaxed import (
+    Tempered,
+    sample_gumbel_softmax,
+    sample_straight_through,
+)
+from samplegrad.nn.sampling import check_layer_num_samples, sample_shape_of
 
 Kind = Literal["categorical", "bernoulli"]
 _KINDS = ("categorical", "bernoulli")
@@ -28,7 +32,7 @@ def _check_kind(kind: str) -> bool:
     return kind == "bernoulli"
 
 
-class GumbelSoftmax(nn.Module):
+class GumbelSoftmax(nn.Module, Tempered):
     """Concrete / Gumbel-Softmax sample from logits (biased, low variance).
 
     Args:
@@ -37,28 +41,39 @@ class GumbelSoftmax(nn.Module):
         hard: return exact one-hot (or 0/1) samples with the relaxed samples' gradient.
         kind: ``"categorical"`` (softmax over the last dimension) or ``"bernoulli"``
             (an independent binary Concrete variable per logit).
+        num_samples: ``None`` for one sample of the logits' shape; ``S`` for ``S`` samples in
+            a new leading dimension, ``(S, *logits.shape)``.
     """
 
-    temperature: Tensor
-
     def __init__(
-        self, temperature: float = 1.0, hard: bool = False, kind: Kind = "categorical"
+        self,
+        temperature: float = 1.0,
+        hard: bool = False,
+        kind: Kind = "categorical",
+        num_samples: int | None = None,
     ) -> None:
         super().__init__()
-        _validation.check_temperature(temperature)
+        self._init_temperature(temperature)
         self.binary = _check_kind(kind)
         self.kind = kind
         self.hard = bool(hard)
-        self.register_buffer("temperature", torch.tensor(float(temperature)))
+        self.num_samples = check_layer_num_samples(num_samples)
 
     def forward(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        _validation.check_temperature(self.temperature)
         return sample_gumbel_softmax(
-            logits, self.temperature, hard=self.hard, binary=self.binary, generator=generator
+            logits,
+            self.checked_temperature(),
+            hard=self.hard,
+            binary=self.binary,
+            sample_shape=sample_shape_of(self.num_samples),
+            generator=generator,
         )
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature.item():g}, hard={self.hard}, kind={self.kind!r}"
+        return (
+            f"temperature={self.temperature.item():g}, hard={self.hard}, kind={self.kind!r}, "
+            f"num_samples={self.num_samples}"
+        )
 
 
 class StraightThrough(nn.Module):
@@ -66,16 +81,23 @@ class StraightThrough(nn.Module):
 
     Args:
         kind: ``"categorical"`` (one-hot samples over the last dimension) or ``"bernoulli"``.
+        num_samples: ``None`` for one sample of the logits' shape; ``S`` for ``(S, *shape)``.
     """
 
-    def __init__(self, kind: Kind = "categorical") -> None:
+    def __init__(self, kind: Kind = "categorical", num_samples: int | None = None) -> None:
         super().__init__()
         self.binary = _check_kind(kind)
         self.kind = kind
+        self.num_samples = check_layer_num_samples(num_samples)
 
     def forward(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
         probs = torch.sigmoid(logits) if self.binary else torch.softmax(logits, dim=-1)
-        return sample_straight_through(probs, binary=self.binary, generator=generator)
+        return sample_straight_through(
+            probs,
+            binary=self.binary,
+            sample_shape=sample_shape_of(self.num_samples),
+            generator=generator,
+        )
 
     def extra_repr(self) -> str:
-        return f"kind={self.kind!r}"
+        return f"kind={self.kind!r}, num_samples={self.num_samples}"

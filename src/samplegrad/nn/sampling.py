@@ -8,6 +8,20 @@ from torch import Tensor, nn
 from samplegrad._sampling import standard_normal
 
 
+def check_layer_num_samples(num_samples: int | None) -> int | None:
+    """A layer's ``num_samples``: ``None`` (one sample, no new dimension) or an int >= 1."""
+    if num_samples is not None and (
+        isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1
+    ):
+        raise ValueError(f"num_samples must be None or an int >= 1, got {num_samples!r}")
+    return num_samples
+
+
+def sample_shape_of(num_samples: int | None) -> tuple[int, ...]:
+    """The leading sample dimensions a layer adds: none, or ``(num_samples,)``."""
+    return () if num_samples is None else (num_samples,)
+
+
 class Sampling(nn.Module):
     """The Keras VAE "sampling layer", pathwise: ``Sampling()(mean, log_var) -> z``.
 
@@ -21,11 +35,7 @@ class Sampling(nn.Module):
 
     def __init__(self, num_samples: int | None = None) -> None:
         super().__init__()
-        if num_samples is not None and (
-            isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1
-        ):
-            raise ValueError(f"num_samples must be None or an int >= 1, got {num_samples!r}")
-        self.num_samples = num_samples
+        self.num_samples = check_layer_num_samples(num_samples)
 
     def forward(
         self, mean: Tensor, log_var: Tensor, generator: torch.Generator | None = None
@@ -35,9 +45,9 @@ class Sampling(nn.Module):
                 f"mean and log_var must have the same shape, got {tuple(mean.shape)} and "
                 f"{tuple(log_var.shape)}; the encoder should output both per latent dimension"
             )
-        sample_shape = () if self.num_samples is None else (self.num_samples,)
-        noise = standard_normal(torch.Size((*sample_shape, *mean.shape)), mean, generator)
+        shape = torch.Size((*sample_shape_of(self.num_samples), *mean.shape))
+        noise = standard_normal(shape, mean, generator)
         return mean + torch.exp(0.5 * log_var) * noise
 
     def extra_repr(self) -> str:
-        return "" if self.num_samples is None else f"num_samples={self.num_samples}"
+        return f"num_samples={self.num_samples}"
