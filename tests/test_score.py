@@ -103,6 +103,15 @@ def test_moving_average_is_unbiased_and_tracks_the_cost(generator):
     assert_variance_close(grad_mu, c**2 / s**2 + 4 * c + 8 * a**2 + 10 * s**2)
 
 
+def test_moving_average_uses_only_past_steps():
+    """``b_t`` is the bias-corrected average of the mean costs of steps ``< t`` (0 at t = 0):
+    with decay 0.5 and step means 2, 4, 8 the baselines are 0, 2, (0.25*2 + 0.5*4)/0.75."""
+    baseline = sg.MovingAverage(decay=0.5)
+    used = [baseline(torch.full((3, 2), mean)).item() for mean in (2.0, 4.0, 8.0)]
+    assert used == pytest.approx([0.0, 2.0, (0.25 * 2 + 0.5 * 4) / 0.75])
+    assert baseline.steps.item() == 3
+
+
 def test_learned_baseline_is_unbiased_and_trained_by_the_surrogate(generator):
     problem = GaussianQuadratic(repeats=200_000)
     constant = nn.Parameter(torch.tensor(0.25, dtype=torch.float64))

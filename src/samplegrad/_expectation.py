@@ -24,6 +24,9 @@ class AutoEstimatorWarning(UserWarning):
 _named: dict[str, Estimator] = {}
 """One default-configured instance per name: the named estimators are stateless."""
 
+_auto_leave_one_out = ScoreFunction(baseline="loo")
+"""``"auto"``'s choice for ``num_samples >= 2`` without ``rsample`` (stateless)."""
+
 _auto_moving_averages: dict[object, ScoreFunction] = {}
 """``"auto"``'s moving-average estimators, one per cost function, so their state persists."""
 
@@ -80,9 +83,7 @@ def _auto(f: object, dist: Distribution, num_samples: int) -> Estimator:
     if dist.has_rsample:
         return _announce("pathwise", dist, resolve("pathwise", f, dist, num_samples))
     if isinstance(num_samples, int) and num_samples >= 2:
-        if "score-loo" not in _named:
-            _named["score-loo"] = ScoreFunction(baseline="loo")
-        return _announce("score function with a leave-one-out baseline", dist, _named["score-loo"])
+        return _announce("score function with a leave-one-out baseline", dist, _auto_leave_one_out)
     # A lambda re-created at every step keeps its code object: key the state on that.
     key = getattr(f, "__code__", type(f))
     if key not in _auto_moving_averages:

@@ -133,8 +133,36 @@ class Tempered:
         return temperature
 
 
+class DiscreteStandIn(Estimator):
+    """Evaluate ``f`` at a differentiable stand-in for a discrete sample; value: the mean cost.
+
+    Subclasses say how to draw the stand-in from the base Bernoulli or categorical distribution.
+    """
+
+    @classmethod
+    def supports(cls, dist: Distribution) -> bool:
+        return is_discrete_choice(dist)
+
+    def estimate(
+        self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
+    ) -> Tensor:
+        base = base_distribution(dist)
+        z = self.stand_in(base, isinstance(base, Bernoulli), (num_samples,), generator)
+        return cost(z).mean(0)
+
+    def stand_in(
+        self,
+        base: Distribution,
+        binary: bool,
+        sample_shape: tuple[int, ...],
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        """Samples of shape ``(*sample_shape, *B, *E[, K])`` that carry the surrogate gradient."""
+        raise NotImplementedError
+
+
 @register
-class GumbelSoftmax(Estimator, Tempered):
+class GumbelSoftmax(DiscreteStandIn, Tempered):
     """Concrete / Gumbel-Softmax relaxation (biased); ``hard=True`` is straight-through Gumbel.
 
     Args:
@@ -150,46 +178,39 @@ class GumbelSoftmax(Estimator, Tempered):
         self._init_temperature(temperature)
         self.hard = bool(hard)
 
-    @classmethod
-    def supports(cls, dist: Distribution) -> bool:
-        return is_discrete_choice(dist)
-
-    def estimate(
-        self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
+    def stand_in(
+        self,
+        base: Distribution,
+        binary: bool,
+        sample_shape: tuple[int, ...],
+        generator: torch.Generator | None,
     ) -> Tensor:
-        base = base_distribution(dist)
-        z = sample_gumbel_softmax(
+        return sample_gumbel_softmax(
             base.logits,
             self.checked_temperature(),
             hard=self.hard,
-            binary=isinstance(base, Bernoulli),
-            sample_shape=(num_samples,),
+            binary=binary,
+            sample_shape=sample_shape,
             generator=generator,
         )
-        return cost(z).mean(0)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature.item():g}, hard={self.hard}"
 
 
 @register
-class StraightThrough(Estimator):
+class StraightThrough(DiscreteStandIn):
     """Straight-through: ``f`` at an exact sample, gradient as if ``dz/dprobs = I`` (biased)."""
 
     name = "straight-through"
 
-    @classmethod
-    def supports(cls, dist: Distribution) -> bool:
-        return is_discrete_choice(dist)
-
-    def estimate(
-        self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
+    def stand_in(
+        self,
+        base: Distribution,
+        binary: bool,
+        sample_shape: tuple[int, ...],
+        generator: torch.Generator | None,
     ) -> Tensor:
-        base = base_distribution(dist)
-        z = sample_straight_through(
-            base.probs,
-            binary=isinstance(base, Bernoulli),
-            sample_shape=(num_samples,),
-            generator=generator,
+        return sample_straight_through(
+            base.probs, binary=binary, sample_shape=sample_shape, generator=generator
         )
-        return cost(z).mean(0)
