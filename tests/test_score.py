@@ -56,11 +56,23 @@ def test_leave_one_out_two_samples_variance(generator):
     assert torch.isclose(grad[:, None], allowed).any(1).all()
 
 
-@pytest.mark.parametrize("baseline", [None, "loo"])
-def test_three_dimensional_bernoulli(baseline, generator):
+def learned_constant_baseline():
+    """A learned baseline: a constant parameter, returned by a no-argument callable."""
+    value = nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+    return lambda: value
+
+
+@pytest.mark.parametrize(
+    "make_baseline",
+    [lambda: None, lambda: "loo", lambda: sg.MovingAverage(0.5), learned_constant_baseline],
+    ids=["none", "loo", "moving-average", "learned"],
+)
+def test_three_dimensional_bernoulli(make_baseline, generator):
     logits, dist, f, exact = three_dimensional_bernoulli(repeats=100_000)
     assert torch.allclose(exact.float(), torch.tensor([0.14857, -0.02037, -0.19155]), atol=1e-5)
-    sg.expectation(f, dist, sg.ScoreFunction(baseline), 4, generator).sum().backward()
+    estimator = sg.ScoreFunction(make_baseline())
+    sg.expectation(f, dist, estimator, 4, generator)  # a first step: the moving average moves
+    sg.expectation(f, dist, estimator, 4, generator).sum().backward()
     assert_mean_close(logits.grad, exact)
 
 
