@@ -54,7 +54,7 @@ def check_finite_parameters(dist: Distribution) -> None:
     """
     if not values_are_checked(dist):
         return
-    parameters = _parameters(dist)
+    parameters = parameter_tensors(dist)
     # One reduction and host read per parameter: a sum is finite iff every term is, unless it
     # overflows, which the exact per-parameter test below tells apart. (Adding the sums as
     # Python floats is cheaper than adding them as tensors.)
@@ -68,15 +68,19 @@ def check_finite_parameters(dist: Distribution) -> None:
             )
 
 
-def _parameters(dist: Distribution) -> list[tuple[str, Tensor]]:
-    """The parameter tensors ``dist`` was built from (not its lazily derived ones), by name."""
+def parameter_tensors(dist: Distribution) -> list[tuple[str, Tensor]]:
+    """The parameter tensors ``dist`` was built from, by name: not the ones it derives lazily
+    (a ``Bernoulli`` built from logits computes ``probs`` on first use and keeps it)."""
     prefix = ""
     while isinstance(dist, Independent):
         dist, prefix = dist.base_dist, prefix + "base_dist."
+    given = dist.__dict__.get("_param")  # the one of probs/logits given, where that is a choice
     return [
         (prefix + name, value)
         for name in dist.arg_constraints
-        if isinstance(value := dist.__dict__.get(name), Tensor) and value.is_floating_point()
+        if isinstance(value := dist.__dict__.get(name), Tensor)
+        and value.is_floating_point()
+        and (given is None or value is given)
     ]
 
 
@@ -98,7 +102,7 @@ def check_generator(generator: object, dist: Distribution) -> torch.Generator | 
 
 
 def _device_of(dist: Distribution) -> torch.device | None:
-    parameters = _parameters(dist)
+    parameters = parameter_tensors(dist)
     if parameters:
         return parameters[0][1].device
     try:

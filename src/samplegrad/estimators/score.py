@@ -23,26 +23,66 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from samplegrad._sampling import draw
+from samplegrad._validation import check_num_samples
 from samplegrad.estimators.base import Cost, Estimator, register, zero_with_gradient_of
-from samplegrad.estimators.baselines import Baseline, as_baseline, check_baseline_samples
+from samplegrad.estimators.baselines import (
+    Baseline,
+    LeaveOneOut,
+    as_baseline,
+    check_baseline_samples,
+)
+from samplegrad.estimators.delta import (
+    Coefficient,
+    delta_control_variate,
+    optimal_coefficient,
+)
+
+CONTROL_VARIATES = ("delta",)
 
 
 @register
 class ScoreFunction(Estimator):
-    """REINFORCE with an optional baseline; handles any distribution with ``log_prob``.
+    """REINFORCE with an optional baseline and control variate; any distribution.
 
     Args:
         baseline: ``None``; ``"loo"`` (leave-one-out over the samples, needs
-            ``num_samples >= 2``); ``sg.MovingAverage(decay)``; or a callable / ``nn.Module``
-            taking no arguments and returning baseline values broadcastable to the batch shape,
-            trained by the same surrogate to minimise the squared error ``(f - b)^2``.
+            ``num_samples >= 2``: "buy 4 samples, get a baseline for free", Kool et al. 2019);
+            ``sg.MovingAverage(decay)``; or a callable / ``nn.Module`` taking no arguments and
+            returning baseline values broadcastable to the batch shape, trained by the same
+            surrogate to minimise the squared error ``(f - b)^2``.
+        control_variate: ``None`` or ``"delta"``, the second-order Taylor expansion of ``f``
+            around the mean (:mod:`samplegrad.estimators.delta`); the baseline then applies to
+            the residual ``f - beta h``.
+        coefficient: ``beta`` for the control variate: a number (default 1) or ``"optimal"``,
+            estimated per sample from the other samples (needs ``num_samples >= 3``; not with
+            the ``"loo"`` baseline, whose values would then depend on the sample itself).
     """
 
     name = "score"
 
-    def __init__(self, baseline: str | Baseline | object | None = None) -> None:
+    def __init__(
+        self,
+        baseline: str | Baseline | object | None = None,
+        control_variate: str | None = None,
+        coefficient: Coefficient = 1.0,
+    ) -> None:
         super().__init__()
         self.baseline = as_baseline(baseline)
+        if control_variate not in (None, *CONTROL_VARIATES):
+            raise ValueError(
+                f"control_variate must be None or one of {', '.join(map(repr, CONTROL_VARIATES))}"
+                f", got {control_variate!r}"
+            )
+        if coefficient != "optimal" and not isinstance(coefficient, int | float):
+            raise ValueError(f"coefficient must be a number or 'optimal', got {coefficient!r}")
+        if coefficient == "optimal" and isinstance(self.baseline, LeaveOneOut):
+            raise ValueError(
+                "coefficient='optimal' cannot be combined with baseline='loo': the leave-one-out "
+                "baseline of the residuals would depend on each sample through the others' "
+                "coefficients; use a fixed coefficient or another baseline"
+            )
+        self.control_variate = control_variate
+        self.coefficient = coefficient
 
     @classmethod
     def supports(cls, dist: Distribution) -> bool:
@@ -53,15 +93,38 @@ class ScoreFunction(Estimator):
     ) -> Tensor:
         baseline_module = self.baseline
         check_baseline_samples(baseline_module, num_samples)
+        if self.control_variate is not None and self.coefficient == "optimal":
+            check_num_samples(
+                num_samples, minimum=3, why="for coefficient='optimal' (leave-one-out estimate)"
+            )
         z = draw(dist, torch.Size((num_samples,)), generator, reparameterized=False)
         costs = cost(z)
-        score = zero_with_gradient_of(dist.log_prob(z))
-        if baseline_module is None:
+        log_prob = dist.log_prob(z)
+        score = zero_with_gradient_of(log_prob)
+        if self.control_variate is None and baseline_module is None:
             return (costs + costs.detach() * score).mean(0)
-        baseline = baseline_module(costs)
-        signal = costs.detach() - baseline.detach()
-        surrogate = (costs + signal * score).mean(0)
+        surrogate = costs.mean(0)
+        residuals = costs.detach()
+        if self.control_variate is not None:
+            residuals, expectation_term = self._subtract_control_variate(
+                cost, dist, z, residuals, log_prob
+            )
+            surrogate = surrogate + expectation_term
+        if baseline_module is None:
+            return surrogate + (residuals * score).mean(0)
+        baseline = baseline_module(residuals)
+        surrogate = surrogate + ((residuals - baseline.detach()) * score).mean(0)
         if baseline.requires_grad:
-            squared_error = ((costs.detach() - baseline) ** 2).mean(0)
+            squared_error = ((residuals - baseline) ** 2).mean(0)
             surrogate = surrogate + (squared_error - squared_error.detach())
         return surrogate
+
+    def _subtract_control_variate(
+        self, cost: Cost, dist: Distribution, z: Tensor, costs: Tensor, log_prob: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``f - beta h`` per sample, and the zero-valued term with gradient ``beta grad E[h]``."""
+        controls, expectation_term = delta_control_variate(cost, dist, z)
+        if self.coefficient == "optimal":
+            beta = optimal_coefficient(costs, controls, log_prob, expectation_term, dist)
+            return costs - beta * controls, beta.mean(0) * expectation_term
+        return costs - self.coefficient * controls, self.coefficient * expectation_term
