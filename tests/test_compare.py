@@ -39,7 +39,17 @@ from samplegrad.compare import (
 )
 from samplegrad.estimators.base import REGISTRY
 
-UNBIASED = {"pathwise", "score", "score-loo", "score-ma", "enumerate"}
+UNBIASED = {
+    "pathwise",
+    "score",
+    "score-loo",
+    "score-ma",
+    "enumerate",
+    "arm",
+    "disarm",
+    "measure-valued",
+    "measure-valued-uncoupled",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -63,9 +73,9 @@ def _fitting(problem: Problem) -> list[str]:
         (GaussianQuadratic(), 2),
         (GaussianQuadratic(mu=0.5, sigma=2.0, k=1.0), 5),
         (BernoulliToy(), 2),
-        (BernoulliToy(phi=1.0, t=0.3), 5),
+        (BernoulliToy(phi=1.0, t=0.3), 6),
     ],
-    ids=["gaussian-default-K2", "gaussian-other-K5", "bernoulli-default-K2", "bernoulli-other-K5"],
+    ids=["gaussian-default-K2", "gaussian-other-K5", "bernoulli-default-K2", "bernoulli-other-K6"],
 )
 def test_measured_statistics_match_exact_targets(problem: Problem, num_samples: int) -> None:
     result = compare(problem, _fitting(problem), num_samples=num_samples, repeats=20_000, seed=0)
@@ -229,7 +239,12 @@ def test_estimator_names_come_from_the_registry() -> None:
     [
         ("nope", None, 2, "unknown problem 'nope'; choose one of gaussian-quadratic"),
         ("gaussian-quadratic", ["pathwise", "nope"], 2, "valid names: "),
-        ("gaussian-quadratic", ["gumbel"], 2, "estimators that can: pathwise, "),
+        (
+            "gaussian-quadratic",
+            ["gumbel"],
+            2,
+            "estimators that can: measure-valued, measure-valued-uncoupled, pathwise, ",
+        ),
         ("bernoulli-toy", ["score-loo"], 1, "num_samples must be >= 2"),
         ("bernoulli-toy", [], 2, "no estimators given"),
     ],
@@ -266,10 +281,11 @@ def test_cli_prints_table_and_writes_json(
     assert lines[0].startswith("bernoulli-toy: ")
     assert "phi=0, t=0.499" in lines[0] and "K=2" in lines[0] and "R=2000" in lines[0]
     assert lines[1].split()[:2] == ["estimator", "parameter"]
-    defaults = ["score", "score-loo", "gumbel", "straight-through", "enumerate"]
-    assert [line.split()[0] for line in lines[2:7]] == defaults
-    assert lines[4].split()[6] == "-"  # gumbel: no exact variance
-    assert len({len(line) for line in lines[1:7]}) == 1  # aligned columns
+    defaults = ["score", "score-loo", "arm", "disarm", "gumbel", "straight-through", "enumerate"]
+    rows = lines[2 : 2 + len(defaults)]
+    assert [line.split()[0] for line in rows] == defaults
+    assert rows[defaults.index("gumbel")].split()[6] == "-"  # gumbel: no exact variance
+    assert len({len(line) for line in [lines[1], *rows]}) == 1  # aligned columns
 
     assert [p.name for p in out.iterdir()] == ["compare.json"]  # no temp file left behind
     data = json.loads((out / "compare.json").read_text())
@@ -277,7 +293,7 @@ def test_cli_prints_table_and_writes_json(
     assert data["parameters"] == {"phi": 0.0, "t": 0.499}
     assert (data["num_samples"], data["repeats"], data["seed"]) == (2, 2000, 1)
     assert [row["estimator"] for row in data["rows"]] == defaults
-    assert data["rows"][2]["exact_variance"] is None
+    assert data["rows"][defaults.index("gumbel")]["exact_variance"] is None
     expected = compare("bernoulli-toy", repeats=2000, seed=1)
     for row, same in zip(data["rows"], expected["rows"], strict=True):
         assert {k: v for k, v in row.items() if k != "us_per_estimate"} == {
@@ -326,7 +342,10 @@ def test_python_m_samplegrad_runs_compare(tmp_path: Path) -> None:
         ),
         (
             ["--problem", "gaussian-quadratic", "--estimators", "score,gumbel"],
-            ["'gumbel' cannot handle the Normal", "estimators that can: pathwise, score"],
+            [
+                "'gumbel' cannot handle the Normal",
+                "estimators that can: measure-valued, measure-valued-uncoupled, pathwise, score",
+            ],
         ),
         (
             ["--problem", "bernoulli-toy", "--estimators", "score-loo", "--num-samples", "1"],
@@ -395,7 +414,10 @@ def test_cli_needs_a_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert "{compare}" in capsys.readouterr().err
 
 
-def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_explains_every_option(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")  # no line wrapping inside hyphenated names
     with pytest.raises(SystemExit) as exit_info:
         main(["compare", "--help"])
     assert exit_info.value.code == 0

@@ -23,7 +23,8 @@ from samplegrad.estimators import REGISTRY
 
 from problems import RecordingCost
 
-ESTIMATORS_FOR_BERNOULLI = ["enumerate", "gumbel", "score", "straight-through"]
+ESTIMATORS_FOR_BERNOULLI = ["arm", "disarm", "enumerate", "gumbel", "score", "straight-through"]
+ESTIMATORS_FOR_CATEGORICAL = ["enumerate", "gumbel", "score", "straight-through"]
 
 
 def square_sum(z):
@@ -32,6 +33,9 @@ def square_sum(z):
 
 def test_names_resolve_to_their_classes():
     assert {name: cls.__name__ for name, cls in REGISTRY.items()} == {
+        "arm": "ARM",
+        "disarm": "DisARM",
+        "measure-valued": "MeasureValued",
         "pathwise": "Pathwise",
         "score": "ScoreFunction",
         "gumbel": "GumbelSoftmax",
@@ -221,7 +225,10 @@ def test_wrong_cost_shape_names_the_expected_one():
 
 
 def test_unknown_estimator_name_lists_the_valid_ones():
-    names = "'enumerate', 'gumbel', 'pathwise', 'score', 'straight-through', 'auto'"
+    names = (
+        "'arm', 'disarm', 'enumerate', 'gumbel', 'measure-valued', 'pathwise', 'score', "
+        "'straight-through', 'auto'"
+    )
     with pytest.raises(ValueError, match=f"{names}, got 'reinforce'"):
         sg.expectation(lambda z: z, Normal(0.0, 1.0), "reinforce")
 
@@ -247,4 +254,4 @@ def test_bad_baseline_and_decay():
 
 def test_one_hot_categorical_and_categorical_are_supported_by_discrete_estimators():
     for dist in (Categorical(logits=torch.zeros(3)), OneHotCategorical(logits=torch.zeros(3))):
-        assert sg.estimators_supporting(dist) == ESTIMATORS_FOR_BERNOULLI
+        assert sg.estimators_supporting(dist) == ESTIMATORS_FOR_CATEGORICAL

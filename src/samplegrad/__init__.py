@@ -10,12 +10,17 @@ tensor whose gradient is a chosen Monte Carlo gradient estimator::
 
 from samplegrad import nn
 from samplegrad._expectation import AutoEstimatorWarning, expectation
+from samplegrad._iwae import iwae_bound
 from samplegrad.estimators import (
+    ARM,
+    VIMCO,
     Baseline,
+    DisARM,
     Enumerate,
     Estimator,
     GumbelSoftmax,
     LeaveOneOut,
+    MeasureValued,
     MovingAverage,
     Pathwise,
     ScoreFunction,
@@ -26,12 +31,16 @@ from samplegrad.estimators import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ARM",
+    "VIMCO",
     "AutoEstimatorWarning",
     "Baseline",
+    "DisARM",
     "Enumerate",
     "Estimator",
     "GumbelSoftmax",
     "LeaveOneOut",
+    "MeasureValued",
     "MovingAverage",
     "Pathwise",
     "ScoreFunction",
@@ -39,5 +48,6 @@ __all__ = [
     "__version__",
     "estimators_supporting",
     "expectation",
+    "iwae_bound",
     "nn",
 ]

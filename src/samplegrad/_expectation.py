@@ -46,7 +46,8 @@ def expectation(
         f: maps samples of shape ``(S, *B, *E)`` to costs of shape ``(S, *B)``, for any ``S``.
         dist: a ``torch.distributions.Distribution`` with batch shape ``B``, event shape ``E``.
         estimator: an :class:`~samplegrad.Estimator` instance, or a name: ``"pathwise"``,
-            ``"score"``, ``"gumbel"``, ``"straight-through"``, ``"enumerate"``, or ``"auto"``
+            ``"score"``, ``"gumbel"``, ``"straight-through"``, ``"enumerate"``, ``"arm"``,
+            ``"disarm"``, ``"measure-valued"``, or ``"auto"``
             (pathwise where ``dist.has_rsample``, else the score function with a leave-one-out
             baseline, or a moving average when ``num_samples == 1``; a warning names the choice
             once).
@@ -73,6 +74,11 @@ def resolve(
         if estimator not in _named:
             _named[estimator] = REGISTRY[estimator]()
         return _named[estimator]
+    if estimator == "vimco":
+        raise ValueError(
+            "estimator 'vimco' estimates the gradient of the importance-weighted bound, not of "
+            "E[f]: use sg.iwae_bound(log_weight, dist, num_samples, estimator='vimco')"
+        )
     names = ", ".join(repr(n) for n in [*sorted(REGISTRY), AUTO])
     raise ValueError(
         f"estimator must be an sg.Estimator instance or one of {names}, got {estimator!r}"

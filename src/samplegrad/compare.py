@@ -100,6 +100,13 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         ),
     ),
     "gumbel": (Variant("gumbel-hard", "straight-through Gumbel-softmax", lambda: {"hard": True}),),
+    "measure-valued": (
+        Variant(
+            "measure-valued-uncoupled",
+            "independent positive and negative parts",
+            lambda: {"coupling": False},
+        ),
+    ),
 }
 """Configured variants of registered estimators, by the registry name they follow."""
 
@@ -190,6 +197,13 @@ class GaussianQuadratic(Problem):
 
     - ``Var g_mu = (8 a^2 + 10 s^2 + (8 a^2 + 2 s^2) / (K - 1)) / K``,
     - ``Var g_sigma = (40 a^2 + 56 s^2 + (8 a^2 + 8 s^2) / (K - 1)) / K``.
+
+    Measure-valued (Weibull for the mean, double-sided Maxwell ``M`` for the scale,
+    :mod:`samplegrad.estimators.measure_valued`), per sample: coupled,
+    ``g_mu = 4 a W / sqrt(2 pi)`` and ``g_sigma = 2 a M (1 - U) + s M^2 (1 - U^2)``, so
+    ``Var = (16/pi - 4) a^2`` and ``4 a^2 + 4 s^2`` (DESIGN.md section 4); uncoupled,
+    ``(8/pi - 2) a^2 + (4/pi) s^2`` and ``16 a^2 + 8 s^2``. Coupling lowers the mean's variance
+    only while ``a^2 <= 2 s^2 / (4 - pi)``: at the defaults (``a = 2``, ``s = 1``) it raises it.
     """
 
     mu: float = 2.0
@@ -198,7 +212,13 @@ class GaussianQuadratic(Problem):
 
     name: ClassVar[str] = "gaussian-quadratic"
     formula: ClassVar[str] = "f(x) = (x - k)^2, x ~ N(mu, sigma^2)"
-    default_estimators: ClassVar[tuple[str, ...]] = ("pathwise", "score", "score-loo")
+    default_estimators: ClassVar[tuple[str, ...]] = (
+        "pathwise",
+        "score",
+        "score-loo",
+        "measure-valued",
+        "measure-valued-uncoupled",
+    )
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.mu) and math.isfinite(self.k) and 0 < self.sigma < math.inf):
@@ -234,6 +254,13 @@ class GaussianQuadratic(Problem):
                 "mu": (8 * a2 + 10 * s2 + (8 * a2 + 2 * s2) / (K - 1)) / K,
                 "sigma": (40 * a2 + 56 * s2 + (8 * a2 + 8 * s2) / (K - 1)) / K,
             }
+        if estimator == "measure-valued":
+            return {"mu": (16 / math.pi - 4) * a2 / K, "sigma": (4 * a2 + 4 * s2) / K}
+        if estimator == "measure-valued-uncoupled":
+            return {
+                "mu": ((8 / math.pi - 2) * a2 + 4 / math.pi * s2) / K,
+                "sigma": (16 * a2 + 8 * s2) / K,
+            }
         return None
 
 
@@ -253,6 +280,13 @@ class BernoulliToy(Problem):
       ones, ``g = d/(K-1) sum_s (b_s - n1/K) b_s = d n1 (K - n1) / (K (K - 1))``, a function of
       ``n1 ~ Binomial(K, theta)`` only; its variance is the sum over ``n1``. ``E g = G`` because
       ``E[n1 (K - n1)] = K (K - 1) theta (1 - theta)``. 2.5e-7 at ``phi = 0, t = 0.499, K = 2``.
+    - ARM and DisARM, ``K / 2`` antithetic pairs ``b = 1[u < theta]``, ``b~ = 1[1 - u < theta]``
+      with ``m = min(theta, 1 - theta)``: the pair differs exactly when ``|u - 1/2| > 1/2 - m``.
+      ARM's estimate is then ``d |u - 1/2|`` (0 otherwise), ``|u - 1/2| ~ U(0, 1/2)``, so
+      ``E g^2 = d^2 (2/3) (1/8 - (1/2 - m)^3)``; DisARM's is the constant ``d (1 - m) / 2`` with
+      probability ``2m``, variance ``(d (1 - m) / 2)^2 2m (1 - 2m)``; both have mean
+      ``d m (1 - m) = G``; divide by ``K / 2``. At ``phi = 0``, ``t = 0.499``, ``K = 2``: ARM
+      8.33e-8, DisARM exactly 0; at ``phi = -1``: 1.458e-7 and 1.328e-7.
     - straight-through: ``z = b + theta - stop_gradient(theta)`` gives
       ``g = mean_s 2 (b_s - t) theta (1 - theta)``, so ``Var = 4 theta^3 (1 - theta)^3 / K``
       (``Var b = theta (1 - theta)``); biased, mean ``2 (theta - t) theta (1 - theta)``.
@@ -268,6 +302,8 @@ class BernoulliToy(Problem):
     default_estimators: ClassVar[tuple[str, ...]] = (
         "score",
         "score-loo",
+        "arm",
+        "disarm",
         "gumbel",
         "straight-through",
         "enumerate",
@@ -306,11 +342,21 @@ class BernoulliToy(Problem):
             return {"phi": (second_moment - gradient**2) / K}
         if estimator == "score-loo" and K >= 2:
             return {"phi": self._loo_second_moment(K) - gradient**2}
+        if estimator in ("arm", "disarm") and K % 2 == 0:
+            return {"phi": self._antithetic_pair_variance(estimator) / (K // 2)}
         if estimator == "straight-through":
             return {"phi": 4 * theta**3 * (1 - theta) ** 3 / K}
         if estimator == "enumerate":
             return {"phi": 0.0}
         return None
+
+    def _antithetic_pair_variance(self, estimator: str) -> float:
+        """Variance of one ARM or DisARM pair; see the class docstring."""
+        d, m = 1 - 2 * self.t, min(self.theta, 1 - self.theta)
+        mean = d * m * (1 - m)
+        if estimator == "arm":
+            return d**2 * (2 / 3) * (1 / 8 - (0.5 - m) ** 3) - mean**2
+        return (d * (1 - m) / 2) ** 2 * 2 * m * (1 - 2 * m)
 
     def _loo_second_moment(self, K: int) -> float:
         """``E[g^2]`` for ``g = d n1 (K - n1) / (K (K - 1))``, ``n1 ~ Binomial(K, theta)``."""

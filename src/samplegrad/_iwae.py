@@ -1,0 +1,108 @@
+"""``sg.iwae_bound``: the importance-weighted bound as a surrogate, pathwise or VIMCO.
+
+With ``K`` samples ``z_k ~ q`` and log-weights ``l_k = log_weight(z_k)`` (in variational
+inference ``log p(x, z_k) - log q(z_k)``), the importance-weighted bound of Burda, Grosse &
+Salakhutdinov (2016, "Importance weighted autoencoders", ICLR) is::
+
+    L_K = E_q[ log (1/K) sum_k exp(l_k) ]  <=  log E_q[exp(l)]      (= log p(x) in VI),
+
+tighter as ``K`` grows; ``K = 1`` is the ELBO. The surrogate's value is the single-draw estimate
+``L_hat = logmeanexp_k l_k`` and its gradient is one of two unbiased estimates of ``grad L_K``:
+
+- ``"pathwise"``: ``z_k = g_phi(eps_k)`` by ``rsample``, so ``grad L_hat`` flows through the
+  samples and through ``log_weight``'s own parameters (the IWAE paper's estimator). Needs
+  ``dist.has_rsample``.
+- ``"vimco"``: the multi-sample score function with leave-one-out signals
+  (:class:`~samplegrad.estimators.vimco.VIMCO`, Mnih & Rezende 2016); any distribution,
+  ``K >= 2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+
+from samplegrad import _validation
+from samplegrad._sampling import draw
+from samplegrad.estimators.base import Cost, Estimator, describe_base
+from samplegrad.estimators.pathwise import Pathwise
+from samplegrad.estimators.vimco import VIMCO, log_mean_exp
+
+_named: dict[str, Pathwise | VIMCO] = {"pathwise": Pathwise(), "vimco": VIMCO()}
+"""The instances the names resolve to (both estimators are stateless)."""
+
+
+def iwae_bound(
+    log_weight: Callable[[Tensor], Tensor],
+    dist: Distribution,
+    num_samples: int,
+    estimator: str | Estimator = "pathwise",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """A surrogate for the importance-weighted bound ``E_q[log (1/K) sum_k w_k]``.
+
+    Args:
+        log_weight: maps samples of shape ``(K, *B, *E)`` to log-weights ``log w`` of shape
+            ``(K, *B)``; typically ``lambda z: log_joint(x, z) - dist.log_prob(z)``, closing
+            over the proposal (both estimators handle that dependence on ``dist``'s
+            parameters).
+        dist: the proposal ``q``, a ``torch.distributions.Distribution`` with batch shape ``B``
+            and event shape ``E``.
+        num_samples: ``K``, the number of importance samples per batch element (``>= 2`` for
+            VIMCO; ``K = 1`` with ``"pathwise"`` is the ELBO).
+        estimator: ``"pathwise"`` (or an ``sg.Pathwise()`` instance; needs
+            ``dist.has_rsample``) or ``"vimco"`` (or an ``sg.VIMCO()`` instance; any
+            distribution).
+        generator: a ``torch.Generator``; the same state gives the same samples and surrogate.
+
+    Returns:
+        The surrogate, shape ``B``: its value is ``logmeanexp`` of the ``K`` log-weights and its
+        gradient the chosen estimator's estimate of ``grad L_K``, so ``(-bound).mean()`` is a
+        training loss.
+
+    Raises:
+        ValueError: an unknown ``estimator``, ``num_samples`` too small, log-weights of the
+            wrong shape, or NaN/inf parameters in ``dist``.
+        TypeError: ``dist`` is not a ``Distribution``, ``generator`` not a ``torch.Generator``,
+            or ``"pathwise"`` for a distribution without ``rsample``.
+    """
+    resolved = _resolve(estimator)
+    dist = _validation.check_distribution(dist)
+    if not resolved.supports(dist):
+        raise TypeError(
+            f"iwae_bound's estimator 'pathwise' needs a reparameterizable distribution "
+            f"(dist.has_rsample) and {type(dist).__name__}{describe_base(dist)} has none; use "
+            "estimator='vimco', which handles any distribution"
+        )
+    num_samples = _validation.check_num_samples(
+        num_samples, minimum=resolved.min_num_samples, why=f"for iwae_bound with {resolved.name!r}"
+    )
+    generator = _validation.check_generator(generator, dist)
+    _validation.check_finite_parameters(dist)
+    cost = _validation.checked_cost(log_weight, dist.batch_shape)
+    if isinstance(resolved, VIMCO):
+        return resolved.bound(cost, dist, num_samples, generator)
+    return _pathwise_bound(cost, dist, num_samples, generator)
+
+
+def _resolve(estimator: object) -> Pathwise | VIMCO:
+    if isinstance(estimator, Pathwise | VIMCO):
+        return estimator
+    if isinstance(estimator, str) and estimator in _named:
+        return _named[estimator]
+    raise ValueError(
+        "iwae_bound's estimator must be 'pathwise' or 'vimco' (or an sg.Pathwise() or "
+        f"sg.VIMCO() instance), got {estimator!r}; other estimators estimate E_q[f], see "
+        "sg.expectation"
+    )
+
+
+def _pathwise_bound(
+    log_weight: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
+) -> Tensor:
+    """``logmeanexp_k log_weight(z_k)`` with ``z = rsample``: the gradient of that, exactly."""
+    z = draw(dist, torch.Size((num_samples,)), generator, reparameterized=True)
+    return log_mean_exp(log_weight(z))
