@@ -49,6 +49,8 @@ UNBIASED = {
     "disarm",
     "measure-valued",
     "measure-valued-uncoupled",
+    "rebar",
+    "relax",
 }
 
 

@@ -13,6 +13,8 @@ from samplegrad._expectation import AutoEstimatorWarning, expectation
 from samplegrad._iwae import iwae_bound
 from samplegrad.estimators import (
     ARM,
+    REBAR,
+    RELAX,
     VIMCO,
     Baseline,
     DisARM,
@@ -32,6 +34,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ARM",
+    "REBAR",
+    "RELAX",
     "VIMCO",
     "AutoEstimatorWarning",
     "Baseline",

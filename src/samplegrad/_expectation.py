@@ -47,7 +47,8 @@ def expectation(
         dist: a ``torch.distributions.Distribution`` with batch shape ``B``, event shape ``E``.
         estimator: an :class:`~samplegrad.Estimator` instance, or a name: ``"pathwise"``,
             ``"score"``, ``"gumbel"``, ``"straight-through"``, ``"enumerate"``, ``"arm"``,
-            ``"disarm"``, ``"measure-valued"``, or ``"auto"``
+            ``"disarm"``, ``"rebar"``, ``"measure-valued"``, or ``"auto"`` (``sg.RELAX`` needs
+            its control, so only an instance)
             (pathwise where ``dist.has_rsample``, else the score function with a leave-one-out
             baseline, or a moving average when ``num_samples == 1``; a warning names the choice
             once).
@@ -72,7 +73,14 @@ def resolve(
         return _auto(f, _validation.check_distribution(dist), num_samples)
     if isinstance(estimator, str) and estimator in REGISTRY:
         if estimator not in _named:
-            _named[estimator] = REGISTRY[estimator]()
+            try:
+                _named[estimator] = REGISTRY[estimator]()
+            except TypeError as error:  # a required argument, such as RELAX's control
+                cls = REGISTRY[estimator].__name__
+                raise ValueError(
+                    f"estimator {estimator!r} cannot be built from its name alone ({error}); "
+                    f"pass an instance, e.g. sg.{cls}(...)"
+                ) from error
         return _named[estimator]
     if estimator == "vimco":
         raise ValueError(

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import ClassVar, NamedTuple, TypedDict
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Normal
 
 from samplegrad.estimators.base import REGISTRY, Estimator
@@ -111,6 +111,29 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
 """Configured variants of registered estimators, by the registry name they follow."""
 
 
+class PointwiseControl(nn.Module):
+    """A small learned control for ``RELAX`` on one-dimensional problems: an MLP
+    ``1 -> 8 -> 1`` applied to every relaxed value, initialised from a fixed seed so that
+    comparisons repeat. Untrained here: compare measures RELAX as it starts."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for parameter in self.parameters():
+                parameter.copy_(0.5 * torch.randn(parameter.shape, generator=generator))
+
+    def forward(self, relaxed: Tensor) -> Tensor:
+        return self.layers(relaxed.unsqueeze(-1)).squeeze(-1)
+
+
+REQUIRED_OPTIONS: dict[str, Callable[[], dict[str, object]]] = {
+    "relax": lambda: {"control": PointwiseControl().double()},
+}
+"""Options for registered estimators that cannot be built without arguments."""
+
+
 def estimator_specs() -> dict[str, EstimatorSpec]:
     """Every registered estimator under its registry name, each followed by its variants.
 
@@ -119,7 +142,7 @@ def estimator_specs() -> dict[str, EstimatorSpec]:
     """
     specs: dict[str, EstimatorSpec] = {}
     for name, cls in REGISTRY.items():
-        specs[name] = EstimatorSpec(name, cls)
+        specs[name] = EstimatorSpec(name, cls, REQUIRED_OPTIONS.get(name, dict))
         for variant in VARIANTS.get(name, ()):
             specs[variant.name] = EstimatorSpec(variant.name, cls, variant.options, variant.summary)
     return specs

@@ -3,6 +3,7 @@
 from samplegrad.estimators.antithetic import ARM, DisARM
 from samplegrad.estimators.base import REGISTRY, Estimator, estimators_supporting
 from samplegrad.estimators.baselines import Baseline, LeaveOneOut, MovingAverage
+from samplegrad.estimators.control import REBAR, RELAX
 from samplegrad.estimators.enumerate import Enumerate
 from samplegrad.estimators.measure_valued import MeasureValued
 from samplegrad.estimators.pathwise import Pathwise
@@ -12,7 +13,9 @@ from samplegrad.estimators.vimco import VIMCO
 
 __all__ = [
     "ARM",
+    "REBAR",
     "REGISTRY",
+    "RELAX",
     "VIMCO",
     "Baseline",
     "DisARM",
