@@ -51,6 +51,7 @@ UNBIASED = {
     "measure-valued-uncoupled",
     "rebar",
     "relax",
+    "score-delta",
 }
 
 
@@ -283,7 +284,18 @@ def test_cli_prints_table_and_writes_json(
     assert lines[0].startswith("bernoulli-toy: ")
     assert "phi=0, t=0.499" in lines[0] and "K=2" in lines[0] and "R=2000" in lines[0]
     assert lines[1].split()[:2] == ["estimator", "parameter"]
-    defaults = ["score", "score-loo", "arm", "disarm", "gumbel", "straight-through", "enumerate"]
+    defaults = [
+        "score",
+        "score-loo",
+        "score-delta",
+        "arm",
+        "disarm",
+        "rebar",
+        "relax",
+        "gumbel",
+        "straight-through",
+        "enumerate",
+    ]
     rows = lines[2 : 2 + len(defaults)]
     assert [line.split()[0] for line in rows] == defaults
     assert rows[defaults.index("gumbel")].split()[6] == "-"  # gumbel: no exact variance

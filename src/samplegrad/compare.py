@@ -98,6 +98,11 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
             "moving-average baseline, decay 0.9",
             lambda: {"baseline": MovingAverage(0.9)},
         ),
+        Variant(
+            "score-delta",
+            "delta-method control variate (second-order Taylor around the mean)",
+            lambda: {"control_variate": "delta"},
+        ),
     ),
     "gumbel": (Variant("gumbel-hard", "straight-through Gumbel-softmax", lambda: {"hard": True}),),
     "measure-valued": (
@@ -221,6 +226,10 @@ class GaussianQuadratic(Problem):
     - ``Var g_mu = (8 a^2 + 10 s^2 + (8 a^2 + 2 s^2) / (K - 1)) / K``,
     - ``Var g_sigma = (40 a^2 + 56 s^2 + (8 a^2 + 8 s^2) / (K - 1)) / K``.
 
+    Score function with the delta-method control variate: ``f`` is quadratic, so its
+    second-order expansion ``h`` equals ``f`` and the estimate is ``grad E[h]``, exact:
+    variance 0.
+
     Measure-valued (Weibull for the mean, double-sided Maxwell ``M`` for the scale,
     :mod:`samplegrad.estimators.measure_valued`), per sample: coupled,
     ``g_mu = 4 a W / sqrt(2 pi)`` and ``g_sigma = 2 a M (1 - U) + s M^2 (1 - U^2)``, so
@@ -239,6 +248,7 @@ class GaussianQuadratic(Problem):
         "pathwise",
         "score",
         "score-loo",
+        "score-delta",
         "measure-valued",
         "measure-valued-uncoupled",
     )
@@ -277,6 +287,8 @@ class GaussianQuadratic(Problem):
                 "mu": (8 * a2 + 10 * s2 + (8 * a2 + 2 * s2) / (K - 1)) / K,
                 "sigma": (40 * a2 + 56 * s2 + (8 * a2 + 8 * s2) / (K - 1)) / K,
             }
+        if estimator == "score-delta":  # f is quadratic, so h = f exactly
+            return {"mu": 0.0, "sigma": 0.0}
         if estimator == "measure-valued":
             return {"mu": (16 / math.pi - 4) * a2 / K, "sigma": (4 * a2 + 4 * s2) / K}
         if estimator == "measure-valued-uncoupled":
@@ -313,7 +325,10 @@ class BernoulliToy(Problem):
     - straight-through: ``z = b + theta - stop_gradient(theta)`` gives
       ``g = mean_s 2 (b_s - t) theta (1 - theta)``, so ``Var = 4 theta^3 (1 - theta)^3 / K``
       (``Var b = theta (1 - theta)``); biased, mean ``2 (theta - t) theta (1 - theta)``.
-    - enumerate: exact, variance 0.
+    - enumerate: exact, variance 0; so is the delta-method control variate (``f`` is quadratic
+      in ``b``, so its Taylor expansion around ``theta`` is ``f`` itself).
+    - REBAR, RELAX: unbiased, variance not known in closed form (and it changes as the control
+      trains; compare measures the initial control).
     - Gumbel-softmax: biased, variance not known in closed form.
     """
 
@@ -325,8 +340,11 @@ class BernoulliToy(Problem):
     default_estimators: ClassVar[tuple[str, ...]] = (
         "score",
         "score-loo",
+        "score-delta",
         "arm",
         "disarm",
+        "rebar",
+        "relax",
         "gumbel",
         "straight-through",
         "enumerate",
@@ -369,7 +387,7 @@ class BernoulliToy(Problem):
             return {"phi": self._antithetic_pair_variance(estimator) / (K // 2)}
         if estimator == "straight-through":
             return {"phi": 4 * theta**3 * (1 - theta) ** 3 / K}
-        if estimator == "enumerate":
+        if estimator in ("enumerate", "score-delta"):  # f is quadratic in b: h = f exactly
             return {"phi": 0.0}
         return None
 
