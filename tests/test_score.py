@@ -83,15 +83,9 @@ def test_leave_one_out_general_num_samples_variance(generator):
     grad = problem.gradient(
         sg.expectation(problem.f, problem.dist(), sg.ScoreFunction("loo"), num_samples, generator)
     )
-    d = (1 - problem.t) ** 2 - problem.t**2
-    n1 = torch.arange(num_samples + 1, dtype=torch.float64)
-    pmf = torch.distributions.Binomial(num_samples, torch.tensor(problem.theta)).log_prob(n1).exp()
-    values = d * n1 * (num_samples - n1) / (num_samples * (num_samples - 1))
-    mean = (pmf * values).sum()
-    variance = (pmf * (values - mean) ** 2).sum()
-    assert mean.item() == pytest.approx(problem.exact_gradient, rel=1e-12)
-    assert_mean_close(grad, problem.exact_gradient, variance.item())
-    assert_variance_close(grad, variance.item())
+    variance = leave_one_out_variance(problem, num_samples)
+    assert_mean_close(grad, problem.exact_gradient, variance)
+    assert_variance_close(grad, variance)
 
 
 def test_moving_average_is_unbiased_and_tracks_the_cost(generator):
@@ -213,3 +207,30 @@ def test_gradient_reaches_parameters_inside_f(generator):
     sg.expectation(lambda b: (b - weight) ** 2, dist, "score", 2, generator).mean().backward()
     # Per element the estimate averages 2 samples of 2(w - b): variance 4 * 0.21 / 2.
     assert_mean_close(weight.grad[None], 2 * (0.4 - 0.3), 4 * 0.21 / 2 / 50_000)
+
+
+def leave_one_out_variance(problem: BernoulliToy, num_samples: int) -> float:
+    """Exact variance of ``d n1 (S - n1) / (S (S - 1))``, ``n1 ~ Binomial(S, theta)``; its mean
+    is the exact gradient, since ``E[n1 (S - n1)] = S (S - 1) theta (1 - theta)``."""
+    d = (1 - problem.t) ** 2 - problem.t**2
+    n1 = torch.arange(num_samples + 1, dtype=torch.float64)
+    pmf = torch.distributions.Binomial(num_samples, torch.tensor(problem.theta)).log_prob(n1).exp()
+    values = d * n1 * (num_samples - n1) / (num_samples * (num_samples - 1))
+    assert (pmf * values).sum().item() == pytest.approx(problem.exact_gradient, rel=1e-12)
+    return (pmf * values**2).sum().item() - problem.exact_gradient**2
+
+
+@pytest.mark.parametrize("phi", [0.0, -1.0, 2.0])
+def test_leave_one_out_never_loses_to_reinforce_with_the_same_evaluations(phi, generator):
+    """Exact variances for 2 to 8 samples on the toy (t = 0.499), then measured at 4."""
+    problem = BernoulliToy(phi=phi, repeats=200_000)
+    for num_samples in range(2, 9):
+        assert leave_one_out_variance(problem, num_samples) <= problem.score_variance(num_samples)
+    gradients = {}
+    for baseline in (None, "loo"):
+        problem.logits.grad = None
+        gradients[baseline] = problem.gradient(
+            sg.expectation(problem.f, problem.dist(), sg.ScoreFunction(baseline), 4, generator)
+        ).clone()
+    assert_variance_close(gradients["loo"], leave_one_out_variance(problem, 4))
+    assert gradients["loo"].var() < gradients[None].var()
