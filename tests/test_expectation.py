@@ -228,7 +228,7 @@ def test_leave_one_out_needs_two_samples():
 
 def test_wrong_cost_shape_names_the_expected_one():
     dist = Independent(Normal(torch.zeros(3, 2), 1.0), 1)
-    message = r"f must return costs of shape .* = \(4, 3\).*got \(4, 3, 2\)"
+    message = r"f must return values of shape .* = \(4, 3\).*got \(4, 3, 2\)"
     with pytest.raises(ValueError, match=message):
         sg.expectation(lambda z: z, dist, "pathwise", 4)
     with pytest.raises(ValueError, match="got float"):

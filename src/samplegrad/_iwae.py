@@ -77,12 +77,15 @@ def iwae_bound(
             f"(dist.has_rsample) and {type(dist).__name__}{describe_base(dist)} has none; use "
             "estimator='vimco', which handles any distribution"
         )
-    num_samples = _validation.check_num_samples(
-        num_samples, minimum=resolved.min_num_samples, why=f"for iwae_bound with {resolved.name!r}"
+    cost, num_samples, generator = _validation.check_arguments(
+        log_weight,
+        dist,
+        num_samples,
+        generator,
+        resolved.min_num_samples,
+        f"for iwae_bound with {resolved.name!r}",
+        name="log_weight",
     )
-    generator = _validation.check_generator(generator, dist)
-    _validation.check_finite_parameters(dist)
-    cost = _validation.checked_cost(log_weight, dist.batch_shape)
     if isinstance(resolved, VIMCO):
         return resolved.bound(cost, dist, num_samples, generator)
     return _pathwise_bound(cost, dist, num_samples, generator)

@@ -112,11 +112,14 @@ def _device_of(dist: Distribution) -> torch.device | None:
 
 
 def checked_cost(
-    f: Callable[[Tensor], Tensor], batch_shape: torch.Size
+    f: Callable[[Tensor], Tensor], batch_shape: torch.Size, name: str = "f"
 ) -> Callable[[Tensor], Tensor]:
-    """``f`` wrapped to check that ``f(z)`` has shape ``(z.shape[0], *batch_shape)``."""
+    """``f`` wrapped to check that ``f(z)`` has shape ``(z.shape[0], *batch_shape)``; errors
+    call it ``name``."""
     if not callable(f):
-        raise TypeError(f"f must be a callable mapping samples to costs, got {type(f).__name__}")
+        raise TypeError(
+            f"{name} must be a callable mapping samples to one number each, got {type(f).__name__}"
+        )
 
     def cost(z: Tensor) -> Tensor:
         costs = f(z)
@@ -124,13 +127,30 @@ def checked_cost(
         if not isinstance(costs, Tensor) or tuple(costs.shape) != expected:
             got = tuple(costs.shape) if isinstance(costs, Tensor) else type(costs).__name__
             raise ValueError(
-                f"f must return costs of shape (num_samples, *dist.batch_shape) = {expected} "
-                f"for samples of shape {tuple(z.shape)}, got {got}; reduce the event dimensions "
-                "inside f, e.g. f = lambda z: ((z - x) ** 2).sum(-1)"
+                f"{name} must return values of shape (num_samples, *dist.batch_shape) = "
+                f"{expected} for samples of shape {tuple(z.shape)}, got {got}; reduce the "
+                f"event dimensions inside {name}, e.g. {name} = lambda z: ((z - x) ** 2).sum(-1)"
             )
         return costs
 
     return cost
+
+
+def check_arguments(
+    f: Callable[[Tensor], Tensor],
+    dist: Distribution,
+    num_samples: object,
+    generator: object,
+    min_num_samples: int,
+    needed_by: str,
+    name: str = "f",
+) -> tuple[Callable[[Tensor], Tensor], int, torch.Generator | None]:
+    """The checks every estimator shares, once ``dist`` is known to be supported: returns the
+    shape-checked cost, ``num_samples`` and ``generator``."""
+    num_samples = check_num_samples(num_samples, minimum=min_num_samples, why=needed_by)
+    generator = check_generator(generator, dist)
+    check_finite_parameters(dist)
+    return checked_cost(f, dist.batch_shape, name), num_samples, generator
 
 
 def check_temperature(temperature: float | Tensor, *, argument: str = "temperature") -> None:

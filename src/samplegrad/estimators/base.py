@@ -55,14 +55,10 @@ class Estimator(nn.Module):
         dist = _validation.check_distribution(dist)
         if not self.supports(dist):
             raise TypeError(unsupported_message(self.name, dist))
-        num_samples = _validation.check_num_samples(
-            num_samples, minimum=self.min_num_samples, why=f"for estimator {self.name!r}"
+        cost, num_samples, generator = _validation.check_arguments(
+            f, dist, num_samples, generator, self.min_num_samples, f"for estimator {self.name!r}"
         )
-        generator = _validation.check_generator(generator, dist)
-        _validation.check_finite_parameters(dist)
-        return self.estimate(
-            _validation.checked_cost(f, dist.batch_shape), dist, num_samples, generator
-        )
+        return self.estimate(cost, dist, num_samples, generator)
 
     def estimate(
         self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
