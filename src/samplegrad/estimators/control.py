@@ -258,13 +258,5 @@ class RELAX(RelaxedControlVariate):
     def control_variate(
         self, cost: Cost, z: Tensor, *, binary: bool, batch_shape: torch.Size
     ) -> Tensor:
-        values = self.control(relax(z, 1.0, binary=binary))
-        expected = (z.shape[0], *batch_shape)
-        if not isinstance(values, Tensor) or tuple(values.shape) != expected:
-            got = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
-            raise ValueError(
-                f"control must return values of shape (num_samples, *dist.batch_shape) = "
-                f"{expected} for relaxed samples of shape {tuple(z.shape)}, got {got}; reduce "
-                "the event dimensions inside the control"
-            )
-        return values
+        control = _validation.checked_cost(self.control, batch_shape, name="control")
+        return control(relax(z, 1.0, binary=binary))
