@@ -70,17 +70,17 @@ class Antithetic(Estimator):
             )
         logits = base_distribution(dist).logits
         pairs = num_samples // 2
+        # u is float32 or wider (open_uniform), so b and the weights are computed in it.
         u = open_uniform(torch.Size((pairs, *logits.shape)), logits, generator)
         noise = torch.logit(u)
-        phi = logits.detach().to(u.dtype)
+        phi = logits.detach()
         b, b_anti = (noise < phi).to(u.dtype), (-noise < phi).to(u.dtype)
         costs = cost(torch.cat([b, b_anti]).to(logits.dtype))
-        event_dims = len(dist.event_shape)
-        difference = costs.detach()[:pairs] - costs.detach()[pairs:]  # f(b) - f(b~)
-        difference = difference.reshape(*difference.shape, *(1,) * event_dims).to(u.dtype)
+        difference = (costs[:pairs] - costs[pairs:]).detach()  # f(b) - f(b~), shape (K, *B)
+        difference = difference.reshape(*difference.shape, *(1,) * len(dist.event_shape))
         gradient = (0.5 * difference * self.weight(u, b, b_anti, phi)).mean(0).to(logits.dtype)
-        score = (gradient * (logits - logits.detach())).reshape(*dist.batch_shape, -1)
-        return costs.mean(0) + score.sum(-1)
+        attached = (gradient * (logits - phi)).reshape(*dist.batch_shape, -1)
+        return costs.mean(0) + attached.sum(-1)
 
     def weight(self, u: Tensor, b: Tensor, b_anti: Tensor, phi: Tensor) -> Tensor:
         """The factor ``w_d`` in the pair estimate ``g_d = 1/2 (f(b) - f(b~)) w_d``."""

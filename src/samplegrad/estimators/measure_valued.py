@@ -113,14 +113,10 @@ class MeasureValued(Estimator):
             torch.Size((num_samples, *batch_shape, dim)), mu, generator
         )
         base = mu + sigma * eps  # (S, *B, D)
-        points = torch.cat(
-            [
-                base.unsqueeze(0),
-                _perturb_each(base, mu + sigma * weibull_plus),
-                _perturb_each(base, mu - sigma * weibull_minus),
-                _perturb_each(base, mu + sigma * maxwell),
-            ]
-        )  # (1 + 3D, S, *B, D)
+        perturbed = torch.stack(
+            [mu + sigma * weibull_plus, mu - sigma * weibull_minus, mu + sigma * maxwell]
+        )  # (3, S, *B, D)
+        points = _perturb_each(base, perturbed)  # (1 + 3D, S, *B, D)
         costs = cost(points.reshape(-1, *batch_shape, *event_shape))
         costs = costs.reshape(1 + 3 * dim, num_samples, *batch_shape)
 
@@ -154,10 +150,15 @@ def _weibull(shape: torch.Size, like: Tensor, generator: torch.Generator | None)
     return (-2.0 * open_uniform(shape, like, generator).log()).sqrt().to(like.dtype)
 
 
-def _perturb_each(base: Tensor, values: Tensor) -> Tensor:
-    """``D`` copies of ``base`` (``(S, *B, D)``), copy ``d`` with coordinate ``d`` set to
-    ``values[..., d]``: shape ``(D, S, *B, D)``."""
+def _perturb_each(base: Tensor, perturbed: Tensor) -> Tensor:
+    """``base`` (``(S, *B, D)``) followed by ``3 D`` copies of it, copy ``(group, d)`` with
+    coordinate ``d`` set to ``perturbed[group, ..., d]``: shape ``(1 + 3 D, S, *B, D)``.
+
+    One copy of ``base`` and one indexed write of the ``3 D`` changed coordinates.
+    """
     dim = base.shape[-1]
-    diagonal = torch.eye(dim, dtype=torch.bool, device=base.device)
-    diagonal = diagonal.reshape(dim, *(1,) * (base.dim() - 1), dim)
-    return torch.where(diagonal, values.movedim(-1, 0).unsqueeze(-1), base)
+    points = base.expand(1 + 3 * dim, *base.shape).clone()
+    coordinate = torch.arange(dim, device=base.device)
+    groups = points[1:].view(3, dim, *base.shape)
+    groups[:, coordinate, ..., coordinate] = perturbed.movedim(-1, 0)
+    return points
