@@ -1,0 +1,28 @@
+"""Data sets for examples and benchmarks: MNIST from its IDX files, with named binarizations.
+
+>>> from samplegrad.data import load_mnist
+>>> train = load_mnist(split="train", binarize="dynamic")  # doctest: +SKIP
+>>> for x, y in train.batches(100, generator=torch.Generator().manual_seed(0)):  # doctest: +SKIP
+...     ...
+"""
+
+from samplegrad.data._idx import CorruptDataError, read_idx
+from samplegrad.data.mnist import (
+    MNIST,
+    MNIST_FILES,
+    Binarization,
+    MNISTNotFoundError,
+    find_mnist,
+    load_mnist,
+)
+
+__all__ = [
+    "MNIST",
+    "MNIST_FILES",
+    "Binarization",
+    "CorruptDataError",
+    "MNISTNotFoundError",
+    "find_mnist",
+    "load_mnist",
+    "read_idx",
+]
