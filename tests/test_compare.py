@@ -425,7 +425,7 @@ def test_cli_needs_a_command(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == 2
-    assert "{compare}" in capsys.readouterr().err
+    assert "{compare,train}" in capsys.readouterr().err
 
 
 def test_help_explains_every_option(

@@ -6,13 +6,16 @@ files that cannot be written become argparse errors: the usage line, the message
 2, and no traceback.
 
 Sub-commands:
-    compare   gradient estimators against exact gradients and variances
-              (:func:`samplegrad.compare.compare`).
+    compare     gradient estimators against exact gradients and variances
+                (:func:`samplegrad.compare.compare`).
+    train vae   train a VAE on MNIST with a chosen latent and estimator
+                (:func:`samplegrad.train.fit`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable, Sequence
 
 from samplegrad.compare import (
@@ -23,6 +26,9 @@ from samplegrad.compare import (
     format_table,
     write_json,
 )
+from samplegrad.data import Binarization, CorruptDataError, MNISTNotFoundError
+from samplegrad.models import ESTIMATOR_NAMES
+from samplegrad.train import ARCHS, TrainConfig, TrainError, fit
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", dest="command", required=True)
     _add_compare(commands)
+    _add_train(commands)
     return parser
 
 
@@ -132,6 +139,176 @@ def _run_compare(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespac
         except OSError as error:
             parser.error(f"cannot write {args.out}/compare.json: {error}")
         print(f"wrote {path}")
+        return 0
+
+    return run
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "train",
+        help="train models on MNIST",
+        description="Train models on MNIST; see `samplegrad train vae --help`.",
+    )
+    models = parser.add_subparsers(title="models", dest="model", required=True)
+    _add_train_vae(models)
+
+
+def _add_train_vae(models: argparse._SubParsersAction) -> None:
+    defaults = TrainConfig(latent="gaussian")
+    archs = "; ".join(f"{latent}: {', '.join(names)}" for latent, names in ARCHS.items())
+    parser = models.add_parser(
+        "vae",
+        help="train a variational autoencoder with a Gaussian, Bernoulli or categorical latent",
+        description=(
+            "Train a VAE on binarized MNIST with Adam. Writes into DIR: metrics.csv (one row "
+            "per epoch: epoch, step, train_elbo, valid_elbo, seconds), checkpoint.pt (every "
+            "epoch, and on Ctrl-C or SIGTERM, which stop training after the current step), "
+            "metrics.json (test ELBO and IWAE bound in nats per image, the settings, the torch "
+            "version) and PNG plots. The same --seed gives the same run on the CPU, also when "
+            "it is interrupted and resumed with --resume."
+        ),
+    )
+    parser.add_argument(
+        "--latent", required=True, choices=list(ARCHS), help="the latent variables' family"
+    )
+    parser.add_argument(
+        "--arch",
+        metavar="NAME",
+        help=f"architecture, per latent (the first is the default): {archs}. gaussian "
+        "'default' is 784-400-20; '2d' has a 2-D latent and plots its latent map",
+    )
+    parser.add_argument(
+        "--estimator",
+        metavar="NAME",
+        help="gradient estimator for the discrete latents: "
+        + ", ".join(ESTIMATOR_NAMES)
+        + " (default: auto); the gaussian latent is trained pathwise (its only choice)",
+    )
+    parser.add_argument(
+        "--num-samples",
+        type=_at_least(1),
+        default=defaults.num_samples,
+        metavar="K",
+        help="latent samples per image and step; even for arm and disarm (default: %(default)s)",
+    )
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument(
+        "--epochs",
+        type=_at_least(1),
+        default=defaults.epochs,
+        metavar="N",
+        help="passes over the training split (default: %(default)s)",
+    )
+    length.add_argument(
+        "--steps",
+        type=_at_least(1),
+        metavar="N",
+        help="train for N optimiser steps instead of whole epochs; a metrics row is written "
+        "at every epoch boundary and for the final, partial epoch",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_at_least(1),
+        default=defaults.batch_size,
+        metavar="B",
+        help="images per step (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=defaults.lr,
+        metavar="LR",
+        help="Adam learning rate (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=_at_least(0),
+        default=defaults.seed,
+        metavar="S",
+        help="seeds initialisation, data order, binarization and sampling (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="folder with the four MNIST .gz files (default: $SAMPLEGRAD_DATA, then the "
+        "per-user cache, then a download)",
+    )
+    parser.add_argument(
+        "--binarize",
+        choices=[b.value for b in Binarization],
+        default=defaults.binarize,
+        help="how grey levels become pixels; dynamic resamples them each time an image is "
+        "drawn (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--device",
+        default=defaults.device,
+        metavar="DEVICE",
+        help="cpu, cuda or cuda:N (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        default=defaults.out,
+        metavar="DIR",
+        help="output folder, created if missing (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run whose checkpoint.pt is in --out; give the same --latent, "
+        "--arch, --estimator, --num-samples, --batch-size, --seed, --binarize and --device "
+        "(--epochs, --steps and --lr may change)",
+    )
+    parser.add_argument(
+        "--iwae-k",
+        type=_at_least(1),
+        default=defaults.iwae_k,
+        metavar="K",
+        help="importance samples per test image for the IWAE bound (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--validation-size",
+        type=_at_least(0),
+        default=defaults.validation_size,
+        metavar="N",
+        help="training images held out for the validation ELBO; 0 for none (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--eval-batch-size",
+        type=_at_least(1),
+        default=defaults.eval_batch_size,
+        metavar="B",
+        help="images per batch when evaluating (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no progress bar (it is shown only on a terminal anyway)",
+    )
+    parser.set_defaults(run=_run_train_vae(parser))
+
+
+def _run_train_vae(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The action of ``train vae``: bad requests and unreadable data exit 2 with the message."""
+
+    def run(args: argparse.Namespace) -> int:
+        options = {
+            field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)
+        }
+        try:
+            result = fit(TrainConfig(**options))
+        except (TrainError, MNISTNotFoundError, CorruptDataError) as error:
+            parser.error(str(error))
+        except OSError as error:
+            parser.error(f"cannot write to {args.out}: {error}")
+        if "interrupted" in result:
+            return 128 + result["signal"]
+        print(
+            f"test ELBO {result['test_elbo']:.2f}, IWAE (k={result['iwae_k']}) "
+            f"{result['test_iwae']:.2f} nats per image; wrote {args.out}/metrics.json"
+        )
         return 0
 
     return run

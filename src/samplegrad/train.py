@@ -1,0 +1,696 @@
+"""Training loop for the VAEs of :mod:`samplegrad.models`: progress, metrics, checkpoints, plots.
+
+>>> from samplegrad.train import TrainConfig, fit
+>>> metrics = fit(TrainConfig(latent="bernoulli", estimator="disarm", num_samples=2,
+...                           epochs=5, out="runs/disarm"))  # doctest: +SKIP
+>>> metrics["test_elbo"]  # doctest: +SKIP
+
+The ``samplegrad train vae`` command is a thin layer over :func:`fit`.
+
+**What a run writes into** ``config.out``:
+
+- ``metrics.csv``: one row per epoch (``epoch, step, train_elbo, valid_elbo, seconds``),
+  rewritten atomically from the run's history at the end of each epoch, so an interrupted and
+  resumed run has each epoch once (also when a ``steps`` run that ended mid-epoch is
+  continued: the partial row gives way to the whole epoch's). ``train_elbo`` is the mean of
+  the per-image ELBO estimates of the epoch's training batches (taken while the parameters
+  changed, as every training curve is); ``valid_elbo`` is the single-sample ELBO on the
+  validation split after the epoch; ``seconds`` is the wall time of the epoch's training
+  steps (batching included, validation excluded).
+- ``checkpoint.pt``: at the end of every epoch and when SIGINT or SIGTERM arrives (see
+  below); ``config.resume`` continues from it.
+- ``metrics.json``: after the last step, the final numbers (module constant
+  :data:`SUMMARY_KEYS`): test ELBO and IWAE bound in nats per image, the config and the
+  torch version.
+- plots (:mod:`samplegrad.plots`), written last, so a plotting failure loses nothing else.
+
+**Epochs and steps.** An epoch is one pass over the training split in batches of
+``batch_size`` (the last one may be shorter). With ``steps`` set, training stops after that
+many optimiser steps instead, which may be mid-epoch: metrics rows are still written at every
+epoch boundary, and one more row for the final partial epoch.
+
+**Reproducibility.** Every random stream comes from a ``torch.Generator`` seeded from
+``(seed, stream, epoch)``: the model's initialisation, each epoch's shuffle and dynamic
+binarization, the training samples (one generator for the whole run, saved in the
+checkpoint), and the evaluation and plotting draws. The data order thus depends only on
+``(seed, epoch)``, and on the CPU an interrupted run resumed from its checkpoint, at an epoch
+boundary or mid-epoch, ends with the same parameters as an uninterrupted run.
+
+**Interruption.** During :func:`fit`, SIGINT (Ctrl-C) and SIGTERM finish the current step,
+write the checkpoint and stop; :func:`fit` then returns ``{"interrupted": ..., ...}`` instead
+of the final metrics. A second signal aborts at once (the checkpoint on disk is always whole:
+every file is written to a temporary name and renamed). The previous handlers are restored
+when :func:`fit` returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from samplegrad.data import MNIST, Binarization, load_mnist
+from samplegrad.estimators.base import Estimator
+from samplegrad.models import (
+    BernoulliVAE,
+    CategoricalVAE,
+    GaussianVAE,
+    LossOutput,
+    make_estimator,
+)
+
+__all__ = ["ARCHS", "SUMMARY_KEYS", "TrainConfig", "TrainError", "build_model", "fit"]
+
+ARCHS: dict[str, dict[str, Callable[[], nn.Module]]] = {
+    "gaussian": {
+        "default": lambda: GaussianVAE(latent_dim=20, hidden=400),  # 784-400-20
+        "2d": lambda: GaussianVAE(latent_dim=2, hidden=400),  # a plottable latent space
+    },
+    "bernoulli": {
+        "linear": lambda: BernoulliVAE("linear"),
+        "nonlinear": lambda: BernoulliVAE("nonlinear"),
+    },
+    "categorical": {"default": lambda: CategoricalVAE()},
+}
+"""Per latent, the architectures by name; the first is the default."""
+
+SUMMARY_KEYS = (
+    "train_elbo",
+    "valid_elbo",
+    "test_elbo",
+    "test_iwae",
+    "iwae_k",
+    "epochs",
+    "steps",
+    "epoch_seconds",
+    "latent",
+    "arch",
+    "estimator",
+    "num_samples",
+    "batch_size",
+    "lr",
+    "seed",
+    "binarize",
+    "device",
+    "torch",
+)
+"""The keys of ``metrics.json``, which :func:`fit` also returns."""
+
+CSV_COLUMNS = ("epoch", "step", "train_elbo", "valid_elbo", "seconds")
+
+MUST_MATCH_ON_RESUME = (
+    "latent",
+    "arch",
+    "estimator",
+    "num_samples",
+    "batch_size",
+    "seed",
+    "binarize",
+    "validation_size",
+    "device",
+)
+"""Config fields a resumed run must share with its checkpoint: the model, the estimator, and
+what fixes the data order and the random streams. The others (``epochs``, ``steps``, ``lr``,
+evaluation and output settings) may change between the two."""
+
+CHECKPOINT = "checkpoint.pt"
+_CHECKPOINT_FORMAT = 1
+_IWAE_ROWS = 25_000  # decoder rows (samples x images) per IWAE chunk, to bound memory
+
+# Random streams, combined with the seed (and the epoch) into independent generator seeds.
+_INIT, _DATA, _SAMPLING, _VALID, _TEST, _PLOT = range(6)
+
+
+class TrainError(ValueError):
+    """A training request that cannot be carried out: the message says what to change."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run depends on; the command line's options, one for one.
+
+    Attributes:
+        latent: ``"gaussian"``, ``"bernoulli"`` or ``"categorical"``.
+        arch: an architecture of :data:`ARCHS` for the latent; ``None``: the first listed.
+        estimator: a :func:`samplegrad.models.make_estimator` name for the discrete latents
+            (``None``: ``"auto"``); the Gaussian VAE is trained pathwise by its sampling
+            layer, so only ``None`` or ``"pathwise"``.
+        num_samples: latent samples per image and step (even for ``"arm"``/``"disarm"``).
+        epochs: passes over the training split; ignored when ``steps`` is set.
+        steps: optimiser steps to train for, instead of ``epochs``.
+        batch_size, lr: of the Adam steps (over the model's and the estimator's parameters).
+        seed: seeds every random stream (see the module docstring).
+        data_dir: the folder with the MNIST files; ``None`` searches as
+            :func:`samplegrad.data.find_mnist` does.
+        binarize: ``"dynamic"``, ``"threshold"`` or ``"none"``.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        out: the output folder, created if missing.
+        resume: continue from ``out/checkpoint.pt`` instead of starting afresh.
+        iwae_k: importance samples per test image for the IWAE bound.
+        validation_size: training images held out for the validation ELBO (0: none).
+        eval_batch_size: images per batch when evaluating.
+        progress: show a progress bar (only on a terminal).
+    """
+
+    latent: str
+    arch: str | None = None
+    estimator: str | None = None
+    num_samples: int = 1
+    epochs: int = 10
+    steps: int | None = None
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    data_dir: str | None = None
+    binarize: str = "dynamic"
+    device: str = "cpu"
+    out: str = "train-out"
+    resume: bool = False
+    iwae_k: int = 100
+    validation_size: int = 10_000
+    eval_batch_size: int = 1000
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.latent not in ARCHS:
+            raise TrainError(f"latent must be one of {', '.join(ARCHS)}, got {self.latent!r}")
+        archs = ARCHS[self.latent]
+        self.arch = next(iter(archs)) if self.arch is None else self.arch
+        if self.arch not in archs:
+            raise TrainError(
+                f"arch {self.arch!r} is not one for the {self.latent} latent; choose from "
+                + ", ".join(archs)
+            )
+        self.estimator = _default_estimator(self.latent, self.estimator)
+        for name in ("num_samples", "epochs", "batch_size", "iwae_k", "eval_batch_size"):
+            _check_int(name, getattr(self, name), minimum=1)
+        if self.steps is not None:
+            _check_int("steps", self.steps, minimum=1)
+        _check_int("validation_size", self.validation_size, minimum=0)
+        _check_int("seed", self.seed, minimum=0)
+        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
+            raise TrainError(f"lr must be a finite number > 0, got {self.lr!r}")
+        try:
+            self.binarize = Binarization(self.binarize).value
+        except ValueError:
+            choices = ", ".join(b.value for b in Binarization)
+            raise TrainError(f"binarize must be one of {choices}, got {self.binarize!r}") from None
+        self.device = str(_check_device(self.device))
+        self.out = os.fspath(self.out)
+        self.data_dir = None if self.data_dir is None else os.fspath(self.data_dir)
+
+    def steps_per_epoch(self, num_train: int) -> int:
+        """Optimiser steps in one pass over ``num_train`` images."""
+        return math.ceil(num_train / self.batch_size)
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise TrainError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _default_estimator(latent: str, estimator: str | None) -> str:
+    """``estimator`` with ``None`` resolved; the Gaussian VAE accepts only ``"pathwise"``."""
+    if latent != "gaussian":
+        return "auto" if estimator is None else estimator
+    if estimator not in (None, "pathwise"):
+        raise TrainError(
+            f"estimator {estimator!r} does not apply to the gaussian latent: the Gaussian VAE "
+            "is trained pathwise by its sampling layer, so give 'pathwise' or no estimator "
+            "(the other estimators are for --latent bernoulli and categorical)"
+        )
+    return "pathwise"
+
+
+def _check_device(device: str) -> torch.device:
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise TrainError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(
+            f"device {device!r} requested but CUDA is not available (torch {torch.__version__}, "
+            f"built {'with' if torch.version.cuda else 'without'} CUDA); use --device cpu"
+        )
+    if parsed.type not in ("cpu", "cuda"):
+        raise TrainError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return parsed
+
+
+def _stream_seed(seed: int, stream: int, epoch: int = 0) -> int:
+    """An independent 63-bit seed for ``(seed, stream, epoch)`` (NumPy's SeedSequence hash)."""
+    return int(np.random.SeedSequence([seed, stream, epoch]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _generator(config: TrainConfig, stream: int, epoch: int = 0) -> torch.Generator:
+    generator = torch.Generator(device=config.device)
+    return generator.manual_seed(_stream_seed(config.seed, stream, epoch))
+
+
+def build_model(config: TrainConfig) -> tuple[nn.Module, Estimator | None]:
+    """The model and estimator of ``config`` on its device, initialised from its seed.
+
+    The estimator is ``None`` for the Gaussian latent. Raises :class:`TrainError` for an
+    estimator that does not apply, naming those that do. The global random state is left alone.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_stream_seed(config.seed, _INIT))
+        model = ARCHS[config.latent][config.arch]()
+        estimator = None if config.latent == "gaussian" else _estimator(config, model)
+    model.to(config.device)
+    if estimator is not None:
+        estimator.to(config.device)
+    return model, estimator
+
+
+def _estimator(config: TrainConfig, model: nn.Module) -> Estimator:
+    try:
+        return make_estimator(config.estimator, model, num_samples=config.num_samples)
+    except (TypeError, ValueError) as error:
+        raise TrainError(str(error)) from None
+
+
+def _loss(
+    model: nn.Module,
+    estimator: Estimator | None,
+    x: Tensor,
+    num_samples: int,
+    generator: torch.Generator,
+) -> LossOutput:
+    """``model.loss`` for either kind of model: the Gaussian VAE takes no estimator."""
+    if estimator is None:
+        return model.loss(x, num_samples, generator)
+    return model.loss(x, estimator, num_samples, generator)
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+
+
+def _write_atomic(path: Path, write: Callable[[io.IOBase], None], binary: bool = False) -> None:
+    """Write ``path`` through ``write(file)`` into a temporary file, then rename it into place.
+
+    The temporary file is opened exclusively under a random name beside ``path`` (so the
+    rename stays on one file system), with the permissions the umask gives any new file.
+    """
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with open(temporary, "xb" if binary else "x", newline=None if binary else "") as file:
+            write(file)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _write_csv(path: Path, history: list[dict[str, Any]]) -> None:
+    def write(file: io.IOBase) -> None:
+        writer = csv.DictWriter(file, CSV_COLUMNS)
+        writer.writeheader()
+        for row in history:
+            writer.writerow({key: "" if row[key] is None else row[key] for key in CSV_COLUMNS})
+
+    _write_atomic(path, write)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    _write_atomic(path, lambda file: file.write(json.dumps(data, indent=2) + "\n"))
+
+
+@dataclasses.dataclass
+class _State:
+    """What a checkpoint restores besides the modules: counters, history, the open epoch."""
+
+    step: int = 0
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    epoch_elbo_sum: float = 0.0  # sums over the images of the epoch in progress
+    epoch_images: int = 0
+    epoch_seconds: float = 0.0
+
+
+@dataclasses.dataclass
+class _Run:
+    """The live objects of one training run."""
+
+    config: TrainConfig
+    model: nn.Module
+    estimator: Estimator | None
+    optimizer: torch.optim.Optimizer
+    sampling: torch.Generator
+    state: _State
+
+
+def _save_checkpoint(run: _Run) -> Path:
+    path = Path(run.config.out) / CHECKPOINT
+    payload = {
+        "format": _CHECKPOINT_FORMAT,
+        "config": dataclasses.asdict(run.config),
+        "model": run.model.state_dict(),
+        "estimator": None if run.estimator is None else run.estimator.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "sampling_generator": run.sampling.get_state(),
+        "state": dataclasses.asdict(run.state),
+        "torch": str(torch.__version__),
+    }
+    _write_atomic(path, lambda file: torch.save(payload, file), binary=True)
+    return path
+
+
+def _load_checkpoint(run: _Run) -> None:
+    """Restore ``run`` from its checkpoint; :class:`TrainError` if missing or incompatible."""
+    path = Path(run.config.out) / CHECKPOINT
+    if not path.is_file():
+        raise TrainError(
+            f"cannot resume: no checkpoint at {path}; run without --resume (resume=False) to "
+            "start training, or point --out at the folder of the run to continue"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise TrainError(f"cannot resume: {path} is not a readable checkpoint ({error})") from None
+    _check_compatible(run.config, payload.get("config", {}), path)
+    run.model.load_state_dict(payload["model"])
+    if run.estimator is not None:
+        run.estimator.load_state_dict(payload["estimator"])
+    run.optimizer.load_state_dict(payload["optimizer"])
+    run.sampling.set_state(payload["sampling_generator"])
+    run.state = _State(**payload["state"])
+
+
+def _check_compatible(config: TrainConfig, saved: dict[str, Any], path: Path) -> None:
+    differences = [
+        f"{name}={saved.get(name)!r} in the checkpoint, {getattr(config, name)!r} now"
+        for name in MUST_MATCH_ON_RESUME
+        if saved.get(name) != getattr(config, name)
+    ]
+    if differences:
+        raise TrainError(
+            f"cannot resume from {path}: its run differs in "
+            + "; ".join(differences)
+            + ". Give the same options as the run that wrote it, or choose another --out"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Signals
+
+
+@dataclasses.dataclass
+class _Stop:
+    """Set by the signal handler: the signal that asked training to stop, if any."""
+
+    signum: int | None = None
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[_Stop]:
+    """While open, SIGINT and SIGTERM set the yielded flag (a second one raises
+    ``KeyboardInterrupt``); the previous handlers come back on exit. Outside the main thread,
+    where handlers cannot be installed, the flag is never set."""
+    stop = _Stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.signum is not None:
+            raise KeyboardInterrupt
+        stop.signum = signum
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, handler) for signum in signals}
+    try:
+        yield stop
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, signal.SIG_DFL if old is None else old)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def _mean_over(
+    data: MNIST, batch_size: int, generator: torch.Generator, bound: Callable[[Tensor], Tensor]
+) -> float:
+    """The mean over ``data`` of the per-image ``bound(x)``, in a fixed order."""
+    total = 0.0
+    for x, _ in data.batches(batch_size, shuffle=False, generator=generator):
+        total += bound(x).sum().item()
+    return total / len(data)
+
+
+def _validation_elbo(run: _Run, valid: MNIST | None, epoch: int) -> float | None:
+    if valid is None:
+        return None
+    generator = _generator(run.config, _VALID, epoch)
+    with torch.no_grad():
+        return _mean_over(
+            valid, run.config.eval_batch_size, generator, lambda x: run.model.elbo(x, 1, generator)
+        )
+
+
+def _test_bounds(run: _Run, test: MNIST) -> tuple[float, float]:
+    """The test ELBO (one sample per image) and IWAE bound (``iwae_k`` samples), nats/image.
+
+    Both see the same binarized batches: each batch is drawn once and evaluated twice.
+    """
+    config = run.config
+    generator = _generator(config, _TEST)
+    chunk = max(1, min(config.iwae_k, _IWAE_ROWS // config.eval_batch_size))
+    elbo = iwae = 0.0
+    with torch.no_grad():
+        for x, _ in test.batches(config.eval_batch_size, shuffle=False, generator=generator):
+            elbo += run.model.elbo(x, 1, generator).sum().item()
+            iwae += run.model.iwae_bound(x, config.iwae_k, chunk, generator).sum().item()
+    return elbo / len(test), iwae / len(test)
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+
+
+def _train_steps(
+    run: _Run,
+    train: MNIST,
+    total_steps: int,
+    stop: _Stop,
+    bar: tqdm,
+    on_step: Callable[[int, float], None] | None,
+) -> None:
+    """Train through the rest of the current epoch, or until ``total_steps`` or a signal."""
+    config, state = run.config, run.state
+    per_epoch = config.steps_per_epoch(len(train))
+    epoch, done = divmod(state.step, per_epoch)
+    batches = train.batches(config.batch_size, generator=_generator(config, _DATA, epoch))
+    # Skipping the batches already trained on draws them again: the epoch's generator ends
+    # in the same state as in an uninterrupted run.
+    last = time.perf_counter()
+    for x, _ in islice(batches, done, None):
+        run.optimizer.zero_grad(set_to_none=True)
+        loss, elbo = _loss(run.model, run.estimator, x, config.num_samples, run.sampling)
+        loss.backward()
+        run.optimizer.step()
+        state.step += 1
+        state.epoch_elbo_sum += elbo.sum().item()
+        state.epoch_images += len(x)
+        now = time.perf_counter()
+        state.epoch_seconds, last = state.epoch_seconds + now - last, now
+        bar.update(1)
+        bar.set_postfix(elbo=f"{elbo.mean().item():.2f}", refresh=False)
+        if on_step is not None:
+            on_step(state.step, elbo.mean().item())
+        if state.step >= total_steps or stop.signum is not None:
+            return
+
+
+def _close_epoch(run: _Run, valid: MNIST | None, per_epoch: int) -> None:
+    """Append the epoch's row to the history; at an epoch boundary, reset the epoch's sums
+    (after a final partial epoch they stay, for :func:`_reopen_partial_epoch`)."""
+    state = run.state
+    epoch = math.ceil(state.step / per_epoch)
+    state.history.append(
+        {
+            "epoch": epoch,
+            "step": state.step,
+            "train_elbo": state.epoch_elbo_sum / state.epoch_images,
+            "valid_elbo": _validation_elbo(run, valid, epoch),
+            "seconds": state.epoch_seconds,
+        }
+    )
+    if state.step % per_epoch == 0:
+        state.epoch_elbo_sum, state.epoch_images, state.epoch_seconds = 0.0, 0, 0.0
+
+
+def _reopen_partial_epoch(state: _State, per_epoch: int) -> None:
+    """Drop the row of a final partial epoch (a finished ``steps`` run) that training is about
+    to continue: its sums are still open, and the epoch gets one row when it ends."""
+    if state.history and state.history[-1]["step"] == state.step and state.step % per_epoch:
+        state.history.pop()
+
+
+def _loop(
+    run: _Run,
+    train: MNIST,
+    valid: MNIST | None,
+    stop: _Stop,
+    on_step: Callable[[int, float], None] | None,
+) -> None:
+    """Epoch after epoch until the last step or a signal; metrics and checkpoint per epoch."""
+    config, state = run.config, run.state
+    per_epoch = config.steps_per_epoch(len(train))
+    total = config.steps if config.steps is not None else config.epochs * per_epoch
+    out = Path(config.out)
+    show = config.progress and sys.stderr.isatty()
+    if state.step < total:
+        _reopen_partial_epoch(state, per_epoch)
+    with tqdm(total=total, initial=min(state.step, total), disable=not show, unit="step") as bar:
+        while state.step < total and stop.signum is None:
+            _train_steps(run, train, total, stop, bar, on_step)
+            if state.step % per_epoch == 0 or state.step >= total:
+                run.model.eval()
+                _close_epoch(run, valid, per_epoch)
+                run.model.train()
+                _write_csv(out / "metrics.csv", state.history)
+            _save_checkpoint(run)
+
+
+def _load_splits(config: TrainConfig) -> tuple[MNIST, MNIST | None, MNIST]:
+    def split(name: str) -> MNIST:
+        return load_mnist(
+            config.data_dir,
+            split=name,
+            validation_size=config.validation_size,
+            binarize=config.binarize,
+            device=config.device,
+        )
+
+    valid = split("valid") if config.validation_size else None
+    return split("train"), valid, split("test")
+
+
+def _start(config: TrainConfig) -> _Run:
+    """A fresh run, or the one restored from the checkpoint when ``config.resume``."""
+    out = Path(config.out)
+    if not config.resume and (out / CHECKPOINT).exists():
+        raise TrainError(
+            f"{out / CHECKPOINT} exists: pass --resume (resume=True) to continue that run, or "
+            "choose another --out (or delete the folder) to start afresh"
+        )
+    model, estimator = build_model(config)
+    parameters = list(model.parameters())
+    if estimator is not None:
+        parameters += list(estimator.parameters())
+    run = _Run(
+        config,
+        model,
+        estimator,
+        torch.optim.Adam(parameters, lr=config.lr),
+        _generator(config, _SAMPLING),
+        _State(),
+    )
+    if config.resume:
+        _load_checkpoint(run)
+        for group in run.optimizer.param_groups:
+            group["lr"] = config.lr
+    return run
+
+
+def _summary(run: _Run, test: MNIST) -> dict[str, Any]:
+    """The contents of ``metrics.json`` (:data:`SUMMARY_KEYS`), evaluating on ``test``."""
+    config, state = run.config, run.state
+    run.model.eval()
+    test_elbo, test_iwae = _test_bounds(run, test)
+    last = state.history[-1] if state.history else {}
+    return {
+        "train_elbo": last.get("train_elbo"),
+        "valid_elbo": last.get("valid_elbo"),
+        "test_elbo": test_elbo,
+        "test_iwae": test_iwae,
+        "iwae_k": config.iwae_k,
+        "epochs": last.get("epoch", 0),
+        "steps": state.step,
+        "epoch_seconds": [row["seconds"] for row in state.history],
+        "latent": config.latent,
+        "arch": config.arch,
+        "estimator": config.estimator,
+        "num_samples": config.num_samples,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "seed": config.seed,
+        "binarize": config.binarize,
+        "device": config.device,
+        "torch": str(torch.__version__),
+    }
+
+
+def _interrupted(run: _Run, signum: int, checkpoint: Path) -> dict[str, Any]:
+    name = signal.Signals(signum).name
+    tqdm.write(
+        f"samplegrad train: {name} received; stopped after step {run.state.step} and wrote "
+        f"{checkpoint}. Continue with the same options plus --resume (resume=True in Python).",
+        file=sys.stderr,
+    )
+    return {
+        "interrupted": name,
+        "signal": signum,
+        "step": run.state.step,
+        "checkpoint": str(checkpoint),
+    }
+
+
+def fit(config: TrainConfig, *, on_step: Callable[[int, float], None] | None = None) -> dict:
+    """Train the VAE of ``config``; return the final metrics (also in ``out/metrics.json``).
+
+    Args:
+        config: the run (see :class:`TrainConfig`).
+        on_step: called after every optimiser step with the step count and the batch's mean
+            ELBO estimate (for logging, early stopping by a signal, or tests).
+
+    Returns:
+        The :data:`SUMMARY_KEYS` of ``metrics.json``; if SIGINT or SIGTERM stopped training,
+        instead ``{"interrupted": "SIGINT", "signal": 2, "step": ..., "checkpoint": ...}``.
+
+    Raises:
+        TrainError: an invalid or incompatible request (the message says what to change);
+        samplegrad.data.MNISTNotFoundError, CorruptDataError: the data cannot be read;
+        OSError: ``out`` cannot be written.
+    """
+    train, valid, test = _load_splits(config)
+    Path(config.out).mkdir(parents=True, exist_ok=True)
+    run = _start(config)
+    with _stop_on_signals() as stop:
+        _loop(run, train, valid, stop, on_step)
+    if stop.signum is not None:
+        return _interrupted(run, stop.signum, Path(config.out) / CHECKPOINT)
+    summary = _summary(run, test)
+    _write_json(Path(config.out) / "metrics.json", summary)
+    _plot(run, test)
+    return summary
+
+
+def _plot(run: _Run, test: MNIST) -> None:
+    # Imported here: matplotlib takes most of a second to import, which every `samplegrad`
+    # command (the CLI imports this module) would otherwise pay.
+    from samplegrad import plots
+
+    out, generator = Path(run.config.out), _generator(run.config, _PLOT)
+    plots.plot_run(run.model, test, run.state.history, out, generator)
