@@ -79,7 +79,6 @@ import json
 import math
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -94,6 +93,8 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
 import samplegrad as sg
+
+from _machine import cpu_model, source_revision
 
 SEED = 0
 DIM = 100
@@ -792,31 +793,6 @@ def run(contenders: list[Contender], settings: Settings) -> None:
             Distribution.set_default_validate_args(contender.validation)
             contender.block_us.append(time_block(contender.step, settings.iterations))
     Distribution.set_default_validate_args(True)
-
-
-def source_revision() -> str:
-    """The git commit of the measured source, with ``-dirty`` if ``src/`` has local changes."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-        changes = subprocess.run(
-            ["git", "status", "--porcelain", "src"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return f"{commit}-dirty" if commit and changes else commit or "unknown"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def results(contenders: list[Contender], settings: Settings) -> list[dict[str, object]]:

@@ -57,7 +57,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -71,6 +70,8 @@ from torch import Tensor, nn
 import samplegrad as sg
 from samplegrad.data import MNIST, load_mnist
 from samplegrad.models import GaussianVAE
+
+from _machine import cpu_model, source_revision
 
 SEED = 0
 DATA_SEED = 1
@@ -315,31 +316,6 @@ def run(contenders: list[Contender], settings: Settings, log: Callable[[str], No
                 f"repeat {repeat + 1}/{settings.repeats} {contender.name}: {elapsed:.2f} s, "
                 f"{steps} steps, mean loss {loss:.2f}"
             )
-
-
-def source_revision() -> str:
-    """The git commit of the measured source, with ``-dirty`` if ``src/`` has local changes."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-        changes = subprocess.run(
-            ["git", "status", "--porcelain", "src"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return f"{commit}-dirty" if commit and changes else commit or "unknown"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def results(contenders: list[Contender]) -> list[dict[str, object]]:
