@@ -36,7 +36,6 @@ import json
 import math
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Normal
 
+from samplegrad._files import write_atomic
 from samplegrad.estimators.base import REGISTRY, Estimator
 from samplegrad.estimators.baselines import MovingAverage
 
@@ -709,14 +709,5 @@ def write_json(result: Result, directory: str | os.PathLike[str]) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "compare.json"
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".compare.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            json.dump(result, file, indent=2)
-            file.write("\n")
-        os.chmod(temporary, 0o644)  # mkstemp creates it private (0600)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    write_atomic(path, lambda file: file.write(json.dumps(result, indent=2) + "\n"))
     return path

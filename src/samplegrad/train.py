@@ -52,7 +52,6 @@ import io
 import json
 import math
 import os
-import secrets
 import signal
 import sys
 import threading
@@ -67,6 +66,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from samplegrad._files import write_atomic
 from samplegrad.data import MNIST, Binarization, load_mnist
 from samplegrad.estimators.base import Estimator
 from samplegrad.models import (
@@ -305,22 +305,6 @@ def _loss(
 # Files
 
 
-def _write_atomic(path: Path, write: Callable[[io.IOBase], None], binary: bool = False) -> None:
-    """Write ``path`` through ``write(file)`` into a temporary file, then rename it into place.
-
-    The temporary file is opened exclusively under a random name beside ``path`` (so the
-    rename stays on one file system), with the permissions the umask gives any new file.
-    """
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(temporary, "xb" if binary else "x", newline=None if binary else "") as file:
-            write(file)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _write_csv(path: Path, history: list[dict[str, Any]]) -> None:
     def write(file: io.IOBase) -> None:
         writer = csv.DictWriter(file, CSV_COLUMNS)
@@ -328,11 +312,11 @@ def _write_csv(path: Path, history: list[dict[str, Any]]) -> None:
         for row in history:
             writer.writerow({key: "" if row[key] is None else row[key] for key in CSV_COLUMNS})
 
-    _write_atomic(path, write)
+    write_atomic(path, write)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    _write_atomic(path, lambda file: file.write(json.dumps(data, indent=2) + "\n"))
+    write_atomic(path, lambda file: file.write(json.dumps(data, indent=2) + "\n"))
 
 
 @dataclasses.dataclass
@@ -370,7 +354,7 @@ def _save_checkpoint(run: _Run) -> Path:
         "state": dataclasses.asdict(run.state),
         "torch": str(torch.__version__),
     }
-    _write_atomic(path, lambda file: torch.save(payload, file), binary=True)
+    write_atomic(path, lambda file: torch.save(payload, file), binary=True)
     return path
 
 

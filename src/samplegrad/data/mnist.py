@@ -31,7 +31,6 @@ import gzip
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.request
 import zlib
 from collections.abc import Iterator
@@ -40,6 +39,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from samplegrad._files import write_atomic
 from samplegrad.data._idx import CorruptDataError, read_idx, verify_sha256sums
 
 __all__ = [
@@ -144,14 +144,9 @@ def _download(folder: Path, names: list[str]) -> None:
                 failures.append(f"{url}: SHA256 of the content differs from MNIST's")
                 continue
             folder.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-            try:
-                with os.fdopen(handle, "wb") as file:
-                    file.write(payload)
-                os.replace(temporary, folder / name)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
+            write_atomic(
+                folder / name, lambda file, payload=payload: file.write(payload), binary=True
+            )
             _log.info("downloaded %s into %s", url, folder)
             break
         else:

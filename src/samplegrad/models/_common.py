@@ -6,7 +6,6 @@ sample dimensions ``(S, B, ...)``; every per-image quantity is in nats.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -16,6 +15,7 @@ from torch.distributions import Distribution
 from torch.nn import functional as F
 
 from samplegrad._sampling import draw
+from samplegrad.estimators.vimco import log_mean_exp
 
 
 class LossOutput(NamedTuple):
@@ -76,10 +76,4 @@ def iwae_from_log_weights(
         size = min(chunk_size, k - start)
         z = draw(q, torch.Size((size,)), generator, reparameterized=False)
         chunks.append(log_weight(z))
-    return torch.cat(chunks).logsumexp(0) - math.log(k)
-
-
-def check_num_samples(num_samples: int) -> int:
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
-    return num_samples
+    return log_mean_exp(torch.cat(chunks))

@@ -47,12 +47,12 @@ from torch.nn import functional as F
 
 from samplegrad._expectation import expectation
 from samplegrad._sampling import draw
+from samplegrad._validation import check_num_samples
 from samplegrad.estimators.base import Cost, Estimator
 from samplegrad.models._common import (
     LossOutput,
     bernoulli_log_likelihood,
     check_images,
-    check_num_samples,
     iwae_from_log_weights,
 )
 

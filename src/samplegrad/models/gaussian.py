@@ -17,11 +17,11 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 
+from samplegrad._validation import check_num_samples
 from samplegrad.models._common import (
     LossOutput,
     bernoulli_log_likelihood,
     check_images,
-    check_num_samples,
     iwae_from_log_weights,
 )
 from samplegrad.nn.sampling import Sampling
