@@ -14,8 +14,7 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 demo: $(INSTALLED)
-	$(BIN)/samplegrad compare --problem gaussian-quadratic --out out/compare/gaussian-quadratic
-	$(BIN)/samplegrad compare --problem bernoulli-toy --out out/compare/bernoulli-toy
+	$(BIN)/samplegrad demo --out report
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check src tests benchmarks
@@ -29,4 +28,4 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/overhead.py --out benchmarks/results
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache
+	rm -rf $(VENV) out report .pytest_cache .ruff_cache

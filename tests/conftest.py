@@ -1,12 +1,15 @@
-"""Shared fixtures: fresh 'auto' state, validation on, and seeded generators."""
+"""Shared fixtures: fresh 'auto' state, validation on, seeded generators, offline data."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 from torch.distributions import Distribution
 
 from samplegrad import _expectation
+from samplegrad.data import mnist as mnist_module
 
 
 @pytest.fixture(autouse=True)
@@ -30,3 +33,16 @@ def _validation_on():
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(20261127)
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No network and no real data: a fresh HOME, no $SAMPLEGRAD_DATA."""
+
+    def no_network(url: str, timeout: float) -> bytes:
+        raise OSError("network disabled in tests")
+
+    monkeypatch.setattr(mnist_module, "_fetch", no_network)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("SAMPLEGRAD_DATA", raising=False)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from samplegrad import compare as compare_module
+from samplegrad import compare_problems
 from samplegrad.cli import main
 from samplegrad.compare import (
     BernoulliToy,
@@ -58,15 +58,15 @@ UNBIASED = {
 @pytest.fixture(autouse=True)
 def _short_timing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Time 2 calls instead of hundreds: these tests check numbers, not speed."""
-    monkeypatch.setattr(compare_module, "CALLS_PER_BLOCK", 2)
-    monkeypatch.setattr(compare_module, "TIMED_BLOCKS", 1)
+    monkeypatch.setattr(compare_problems, "TIMING_CALLS", 2)
+    monkeypatch.setattr(compare_problems, "TIMING_BLOCKS", 1)
 
 
 # ------------------------------------------------------------------ measured vs exact
 
 
 def _fitting(problem: Problem) -> list[str]:
-    dist = problem.distribution(problem.leaves(1))
+    dist = problem.example_distribution()
     return [name for name, spec in estimator_specs().items() if spec.cls.supports(dist)]
 
 
@@ -232,8 +232,8 @@ def test_estimator_names_come_from_the_registry() -> None:
     assert {"score-loo", "score-ma", "gumbel-hard"} <= set(specs)
     assert all(specs[name].cls is cls for name, cls in REGISTRY.items())
     assert specs["score-loo"].cls is REGISTRY["score"]
-    assert specs["gumbel-hard"].build().hard
-    first, second = specs["score-ma"].build(), specs["score-ma"].build()
+    assert specs["gumbel-hard"].build(BernoulliToy()).hard
+    first, second = (specs["score-ma"].build(BernoulliToy()) for _ in range(2))
     assert first.baseline is not second.baseline  # no state shared between measurements
 
 
@@ -298,20 +298,22 @@ def test_cli_prints_table_and_writes_json(
     ]
     rows = lines[2 : 2 + len(defaults)]
     assert [line.split()[0] for line in rows] == defaults
-    assert rows[defaults.index("gumbel")].split()[6] == "-"  # gumbel: no exact variance
+    assert rows[defaults.index("gumbel")].split()[7] == "-"  # gumbel: no exact variance
     assert len({len(line) for line in [lines[1], *rows]}) == 1  # aligned columns
 
-    assert [p.name for p in out.iterdir()] == ["compare.json"]  # no temp file left behind
+    written = sorted(p.name for p in out.iterdir())  # and no temp file left behind
+    assert written == ["compare.csv", "compare.json", "snr.png", "work_normalized_variance.png"]
     data = json.loads((out / "compare.json").read_text())
     assert data["problem"] == "bernoulli-toy"
     assert data["parameters"] == {"phi": 0.0, "t": 0.499}
-    assert (data["num_samples"], data["repeats"], data["seed"]) == (2, 2000, 1)
+    assert (data["num_samples"], data["repeats"], data["seed"]) == ([2], 2000, 1)
     assert [row["estimator"] for row in data["rows"]] == defaults
     assert data["rows"][defaults.index("gumbel")]["exact_variance"] is None
     expected = compare("bernoulli-toy", repeats=2000, seed=1)
+    timed = {"us_per_estimate", "work_normalized_variance"}
     for row, same in zip(data["rows"], expected["rows"], strict=True):
-        assert {k: v for k, v in row.items() if k != "us_per_estimate"} == {
-            k: v for k, v in same.items() if k != "us_per_estimate"
+        assert {k: v for k, v in row.items() if k not in timed} == {
+            k: v for k, v in same.items() if k not in timed
         }
 
 
@@ -418,14 +420,14 @@ def test_cli_reports_an_unwritable_output_directory(
             ]
         )
     assert exit_info.value.code == 2
-    assert f"cannot write {blocker}/compare.json" in capsys.readouterr().err
+    assert f"cannot write to {blocker}" in capsys.readouterr().err
 
 
 def test_cli_needs_a_command(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == 2
-    assert "{compare,train}" in capsys.readouterr().err
+    assert "{compare,demo,train}" in capsys.readouterr().err
 
 
 def test_help_explains_every_option(
@@ -440,12 +442,15 @@ def test_help_explains_every_option(
         "--problem",
         "--estimators",
         "score-loo: leave-one-out baseline",
-        "--num-samples K",
-        "samples per gradient estimate (default: 2)",
+        "--num-samples K[,K...]",
+        "samples per gradient estimate; several (1,2,4,8) plot the variance against K (default: 2)",
+        "--k X|START:STOP:COUNT",
+        "--checkpoint PATH",
         "--repeats R",
         "--seed S",
         "--out DIR",
-        "compare.json",
+        "compare.json, compare.csv and the plots",
         "bernoulli-toy: f(b) = (b - t)^2",
+        "gaussian-cos: f(x) = cos(k x)",
     ]:
         assert fragment in text

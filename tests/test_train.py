@@ -7,49 +7,35 @@ Every run trains on a tiny fake MNIST written into ``tmp_path`` (64 training ima
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import math
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from samplegrad import cli
 from samplegrad import train as train_module
 from samplegrad.cli import main
-from samplegrad.data import mnist as mnist_module
 from samplegrad.train import CHECKPOINT, CSV_COLUMNS, SUMMARY_KEYS, TrainConfig, TrainError, fit
+
+from fake_mnist import write_fake_mnist
 
 N_TRAIN, N_TEST, BATCH = 64, 16, 16
 STEPS_PER_EPOCH = (N_TRAIN - 16) // BATCH
 PLOTS = ("reconstructions.png", "prior_samples.png", "elbo.png")
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """``array`` as a gzipped IDX file of unsigned bytes (the format of the MNIST files)."""
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(gzip.compress(header + array.tobytes()))
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The four MNIST files with random grey levels and cycling labels."""
-    folder = tmp_path_factory.mktemp("mnist")
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
-    return folder
+    return write_fake_mnist(tmp_path_factory.mktemp("mnist"), N_TRAIN, N_TEST)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -62,17 +48,7 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No network and no real data: a fresh HOME, no $SAMPLEGRAD_DATA."""
-
-    def no_network(url: str, timeout: float) -> bytes:
-        raise OSError("network disabled in tests")
-
-    monkeypatch.setattr(mnist_module, "_fetch", no_network)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    monkeypatch.delenv("SAMPLEGRAD_DATA", raising=False)
+pytestmark = pytest.mark.usefixtures("offline")
 
 
 def config(data_dir: Path, out: Path, **options: object) -> TrainConfig:

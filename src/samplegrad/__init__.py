@@ -8,7 +8,7 @@ tensor whose gradient is a chosen Monte Carlo gradient estimator::
     surrogate.mean().backward()
 """
 
-from samplegrad import nn
+from samplegrad import diagnostics, nn
 from samplegrad._expectation import AutoEstimatorWarning, expectation
 from samplegrad._iwae import iwae_bound
 from samplegrad.estimators import (
@@ -50,6 +50,7 @@ __all__ = [
     "ScoreFunction",
     "StraightThrough",
     "__version__",
+    "diagnostics",
     "estimators_supporting",
     "expectation",
     "iwae_bound",

@@ -16,17 +16,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import re
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from samplegrad.compare import (
     PROBLEMS,
     CompareError,
+    Problem,
+    VAEEncoder,
     compare,
     estimator_specs,
     format_table,
+    write_csv,
     write_json,
 )
+from samplegrad.compare_plots import plot_result
 from samplegrad.data import Binarization, CorruptDataError, MNISTNotFoundError
+from samplegrad.demo import DemoConfig, run_demo
 from samplegrad.models import ESTIMATOR_NAMES
 from samplegrad.train import ARCHS, TrainConfig, TrainError, fit
 
@@ -34,8 +43,28 @@ from samplegrad.train import ARCHS, TrainConfig, TrainError, fit
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
     return args.run(args)
+
+
+def _attach_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--k -3:3:25`` as ``--k=-3:3:25``: argparse takes a value starting with ``-`` that is
+    not a plain negative number for an option, so sweeps from a negative start need this."""
+    tokens = list(argv)
+    options = {f"--{name}" for name in CONSTANTS}
+    joined: list[str] = []
+    i = 0
+    while i < len(tokens):
+        if tokens[i] in options and i + 1 < len(tokens) and _NEGATIVE.match(tokens[i + 1]):
+            joined.append(f"{tokens[i]}={tokens[i + 1]}")
+            i += 2
+        else:
+            joined.append(tokens[i])
+            i += 1
+    return joined
+
+
+_NEGATIVE = re.compile(r"^-[0-9.]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", dest="command", required=True)
     _add_compare(commands)
+    _add_demo(commands)
     _add_train(commands)
     return parser
 
@@ -55,22 +85,29 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
         help="compare gradient estimators against exact gradients and variances",
         description=(
             "Measure gradient estimators on a problem with a known gradient: per estimator and "
-            "parameter, the mean and variance of R independent estimates of K samples each "
-            "(one batched float64 call), the exact gradient, the exact variance where it is "
-            "known in closed form, and the microseconds one estimate takes (forward and "
-            "backward). Prints a table and writes the same data to DIR/compare.json."
+            "parameter, R independent estimates of K samples each (one batched float64 call "
+            "for the toy problems): their mean, bias, variance, signal-to-noise ratio, the "
+            "microseconds of one estimate (forward and backward) and the work-normalised "
+            "variance, next to the exact gradient and variance where known (closed forms, "
+            "quadrature, enumeration). Sweep one constant with --k START:STOP:COUNT (or --mu, "
+            "--sigma, --phi, --t) and several K with --num-samples 1,2,4. Prints a table and "
+            "writes DIR/compare.json, DIR/compare.csv and PNG plots."
         ),
         epilog="problems: "
         + "; ".join(
             f"{name}: {problem.formula} with "
             + ", ".join(f"{k}={v:g}" for k, v in problem.constants().items())
             for name, problem in PROBLEMS.items()
-        ),
+            if problem.constants()
+        )
+        + f"; bernoulli-3d: {PROBLEMS['bernoulli-3d'].formula}; vae-encoder: "
+        + VAEEncoder.formula
+        + " (needs --checkpoint)",
     )
     parser.add_argument(
         "--problem",
         required=True,
-        choices=list(PROBLEMS),
+        choices=[*PROBLEMS, VAEEncoder.name],
         help="the expectation whose gradient is estimated (see below)",
     )
     parser.add_argument(
@@ -79,20 +116,29 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
         metavar="A,B,...",
         help=_estimators_help(),
     )
+    for name, meaning in CONSTANTS.items():
+        parser.add_argument(
+            f"--{name}",
+            type=_values,
+            metavar="X|START:STOP:COUNT",
+            help=f"{meaning}: a number, or COUNT evenly spaced values to sweep (one constant "
+            "at a time)",
+        )
     parser.add_argument(
         "--num-samples",
-        type=_at_least(1),
-        default=2,
-        metavar="K",
-        help="samples per gradient estimate (default: %(default)s)",
+        type=_counts,
+        default=[2],
+        metavar="K[,K...]",
+        help="samples per gradient estimate; several (1,2,4,8) plot the variance against K "
+        "(default: 2)",
     )
     parser.add_argument(
         "--repeats",
         type=_at_least(2),
-        default=100_000,
         metavar="R",
         help="independent gradient estimates per estimator, for the mean and variance "
-        "(default: %(default)s)",
+        f"(default: {PROBLEMS['gaussian-quadratic'].default_repeats} for the toy problems, "
+        f"{VAEEncoder.default_repeats} for vae-encoder)",
     )
     parser.add_argument(
         "--seed",
@@ -103,12 +149,42 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
         "(default: %(default)s)",
     )
     parser.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="vae-encoder: a checkpoint.pt written by `samplegrad train vae`",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="vae-encoder: folder with the MNIST files (default: the checkpoint's, then "
+        "$SAMPLEGRAD_DATA, the per-user cache, a download)",
+    )
+    parser.add_argument(
+        "--images",
+        type=_at_least(1),
+        default=100,
+        metavar="N",
+        help="vae-encoder: test images in the fixed batch (default: %(default)s)",
+    )
+    parser.add_argument(
         "--out",
         default="compare-out",
         metavar="DIR",
-        help="directory for compare.json, created if missing (default: %(default)s)",
+        help="directory for compare.json, compare.csv and the plots, created if missing "
+        "(default: %(default)s)",
     )
+    parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNGs")
     parser.set_defaults(run=_run_compare(parser))
+
+
+CONSTANTS = {
+    "mu": "the Gaussian problems' mean",
+    "sigma": "the Gaussian problems' standard deviation",
+    "k": "the Gaussian problems' cost constant",
+    "phi": "bernoulli-toy's logit",
+    "t": "bernoulli-toy's target",
+}
+"""Problem constants settable from the command line."""
 
 
 def _estimators_help() -> str:
@@ -123,22 +199,106 @@ def _estimators_help() -> str:
     )
 
 
+def _problem(args: argparse.Namespace) -> tuple[Problem, tuple[str, list[float]] | None]:
+    """The problem with the constants of the command line set, and the sweep if any."""
+    given = {name: getattr(args, name) for name in CONSTANTS if getattr(args, name) is not None}
+    swept = [name for name, values in given.items() if len(values) > 1]
+    if len(swept) > 1:
+        raise CompareError(f"sweep one constant at a time, got {', '.join(swept)}")
+    if args.problem == VAEEncoder.name:
+        if given:
+            raise CompareError(f"vae-encoder has no constants; drop --{', --'.join(given)}")
+        if args.checkpoint is None:
+            raise CompareError("vae-encoder needs --checkpoint PATH (from `samplegrad train vae`)")
+        problem: Problem = VAEEncoder.from_checkpoint(
+            args.checkpoint, args.data_dir, args.images, args.seed
+        )
+    else:
+        problem = PROBLEMS[args.problem]
+    for name, values in given.items():
+        problem = problem.with_constant(name, values[0])
+    return problem, None if not swept else (swept[0], given[swept[0]])
+
+
 def _run_compare(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     """The action of ``compare``: its errors become ``parser``'s usage errors (exit 2)."""
 
     def run(args: argparse.Namespace) -> int:
         try:
+            problem, sweep = _problem(args)
             result = compare(
-                args.problem, args.estimators, args.num_samples, args.repeats, args.seed
+                problem, args.estimators, args.num_samples, args.repeats, args.seed, sweep
             )
         except CompareError as error:
             parser.error(str(error))
+        except (MNISTNotFoundError, CorruptDataError) as error:
+            parser.error(str(error))
         print(format_table(result))
         try:
-            path = write_json(result, args.out)
+            paths = [write_json(result, args.out), write_csv(result, args.out)]
+            if args.plots:
+                paths += plot_result(result, Path(args.out))
         except OSError as error:
-            parser.error(f"cannot write {args.out}/compare.json: {error}")
-        print(f"wrote {path}")
+            parser.error(f"cannot write to {args.out}: {error}")
+        print("wrote " + ", ".join(map(str, paths)))
+        return 0
+
+    return run
+
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    defaults = DemoConfig()
+    parser = commands.add_parser(
+        "demo",
+        help="measure the estimators and write an HTML report (what `make demo` runs)",
+        description=(
+            "Answer 'which gradient estimator?' with measurements: pathwise vs score function "
+            "vs measure-valued on Gaussian costs swept over k, REINFORCE vs leave-one-out vs "
+            "ARM vs DisARM vs RELAX on a Bernoulli toy, the bias of Gumbel-Softmax and "
+            "straight-through, and a Gaussian VAE trained briefly on MNIST with the estimators "
+            "measured on its encoder. Writes DIR/index.html (self-contained) and the raw "
+            "results beside it. A few minutes on two CPU cores."
+        ),
+    )
+    parser.add_argument(
+        "--out",
+        default=defaults.out,
+        metavar="DIR",
+        help="folder for index.html and the results, created if missing (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="folder with the four MNIST .gz files (default: $SAMPLEGRAD_DATA, then the "
+        "per-user cache, then a download; without any, scikit-learn's 8 x 8 digits, said so "
+        "on the page)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=_at_least(0),
+        default=defaults.seed,
+        metavar="S",
+        help="seeds every measurement and the VAE (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, seconds instead of minutes: checks that everything runs",
+    )
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
+    parser.set_defaults(run=_run_demo(parser))
+
+
+def _run_demo(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        config = DemoConfig(args.out, args.data_dir, args.seed, args.smoke, args.progress)
+        try:
+            path = run_demo(config)
+        except CorruptDataError as error:
+            parser.error(str(error))
+        except OSError as error:
+            parser.error(f"cannot write to {args.out}: {error}")
+        print(f"report: {path.resolve()}")
         return 0
 
     return run
@@ -320,6 +480,33 @@ def _names(text: str) -> list[str]:
     if not all(names):
         raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
     return names
+
+
+def _values(text: str) -> list[float]:
+    """``"0.5"`` as ``[0.5]``; ``"-3:3:25"`` as 25 evenly spaced values from -3 to 3."""
+    parts = text.split(":")
+    try:
+        numbers = [float(part) for part in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number or START:STOP:COUNT, got {text!r}"
+        ) from None
+    if not all(math.isfinite(x) for x in numbers):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    if len(numbers) == 1:
+        return numbers
+    if len(numbers) != 3 or not numbers[2].is_integer() or numbers[2] < 2:
+        raise argparse.ArgumentTypeError(
+            f"a sweep is START:STOP:COUNT with an integer COUNT >= 2, got {text!r}"
+        )
+    start, stop, count = numbers[0], numbers[1], int(numbers[2])
+    return [start + (stop - start) * i / (count - 1) for i in range(count)]
+
+
+def _counts(text: str) -> list[int]:
+    """``"1,2,4"`` as ``[1, 2, 4]``, each an integer >= 1."""
+    parse = _at_least(1)
+    return [parse(part.strip()) for part in text.split(",")]
 
 
 def _at_least(minimum: int) -> Callable[[str], int]:

@@ -15,6 +15,7 @@ Pixels are shown as the decoder's Bernoulli means ``sigmoid(logits)``, not as sa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,22 +38,25 @@ __all__ = [
     "plot_run",
 ]
 
-_SIDE = 28  # MNIST images are 28 x 28
-
 
 def image_grid(images: Tensor, columns: int) -> np.ndarray:
-    """``(N, 784)`` images in ``[0, 1]`` tiled into one array, ``columns`` per row, row-major."""
-    n = len(images)
+    """``(N, side * side)`` square images in ``[0, 1]`` (28 x 28 for MNIST, 8 x 8 for the
+    digits fallback) tiled into one array, ``columns`` per row, row-major."""
+    n, pixels = images.shape
+    side = math.isqrt(pixels)
+    if side * side != pixels:
+        raise ValueError(f"images must be square, got {pixels} pixels per image")
     rows = -(-n // columns)
-    tiles = np.zeros((rows * columns, _SIDE, _SIDE), dtype=np.float32)
-    tiles[:n] = images.detach().float().cpu().reshape(n, _SIDE, _SIDE).numpy()
-    tiles = tiles.reshape(rows, columns, _SIDE, _SIDE).transpose(0, 2, 1, 3)
-    return tiles.reshape(rows * _SIDE, columns * _SIDE)
+    tiles = np.zeros((rows * columns, side, side), dtype=np.float32)
+    tiles[:n] = images.detach().float().cpu().reshape(n, side, side).numpy()
+    tiles = tiles.reshape(rows, columns, side, side).transpose(0, 2, 1, 3)
+    return tiles.reshape(rows * side, columns * side)
 
 
 def _show_grid(grid: np.ndarray, title: str, path: Path) -> Path:
     height, width = grid.shape
-    figure = Figure(figsize=(width / 40 + 0.4, height / 40 + 0.6), layout="constrained")
+    scale = 40 * width / (28 * 8)  # the same figure size for any image size, 8 per row
+    figure = Figure(figsize=(width / scale + 0.4, height / scale + 0.6), layout="constrained")
     axes = figure.subplots()
     axes.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     axes.set_title(title, fontsize=9)

@@ -77,7 +77,15 @@ from samplegrad.models import (
     make_estimator,
 )
 
-__all__ = ["ARCHS", "SUMMARY_KEYS", "TrainConfig", "TrainError", "build_model", "fit"]
+__all__ = [
+    "ARCHS",
+    "SUMMARY_KEYS",
+    "TrainConfig",
+    "TrainError",
+    "build_model",
+    "fit",
+    "load_model",
+]
 
 ARCHS: dict[str, dict[str, Callable[[], nn.Module]]] = {
     "gaussian": {
@@ -281,6 +289,30 @@ def build_model(config: TrainConfig) -> tuple[nn.Module, Estimator | None]:
     return model, estimator
 
 
+def load_model(checkpoint: str | os.PathLike[str]) -> tuple[nn.Module, TrainConfig]:
+    """The trained model of a :func:`fit` checkpoint (``OUT/checkpoint.pt``), on the CPU.
+
+    Returns the model and the run's :class:`TrainConfig` (its ``device`` set to ``"cpu"``);
+    raises :class:`TrainError` naming the file if it is missing or not a checkpoint.
+    """
+    path = Path(checkpoint)
+    payload = _read_checkpoint(
+        path,
+        "",
+        "train one with `samplegrad train vae --out DIR` and give DIR/checkpoint.pt",
+    )
+    try:
+        saved = {**payload["config"], "device": "cpu", "resume": False}
+        config = TrainConfig(**saved)
+        model, _ = build_model(config)
+        model.load_state_dict(payload["model"])
+    except TrainError:
+        raise
+    except (KeyError, TypeError, RuntimeError) as error:  # a foreign or mismatched file
+        raise TrainError(f"{path} is not a samplegrad training checkpoint ({error})") from None
+    return model, config
+
+
 def _estimator(config: TrainConfig, model: nn.Module) -> Estimator:
     try:
         return make_estimator(config.estimator, model, num_samples=config.num_samples)
@@ -361,15 +393,12 @@ def _save_checkpoint(run: _Run) -> Path:
 def _load_checkpoint(run: _Run) -> None:
     """Restore ``run`` from its checkpoint; :class:`TrainError` if missing or incompatible."""
     path = Path(run.config.out) / CHECKPOINT
-    if not path.is_file():
-        raise TrainError(
-            f"cannot resume: no checkpoint at {path}; run without --resume (resume=False) to "
-            "start training, or point --out at the folder of the run to continue"
-        )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a damaged file
-        raise TrainError(f"cannot resume: {path} is not a readable checkpoint ({error})") from None
+    payload = _read_checkpoint(
+        path,
+        "cannot resume: ",
+        "run without --resume (resume=False) to start training, or point --out at the folder "
+        "of the run to continue",
+    )
     _check_compatible(run.config, payload.get("config", {}), path)
     run.model.load_state_dict(payload["model"])
     if run.estimator is not None:
@@ -377,6 +406,17 @@ def _load_checkpoint(run: _Run) -> None:
     run.optimizer.load_state_dict(payload["optimizer"])
     run.sampling.set_state(payload["sampling_generator"])
     run.state = _State(**payload["state"])
+
+
+def _read_checkpoint(path: Path, prefix: str, remedy: str) -> dict[str, Any]:
+    """The payload saved at ``path``; :class:`TrainError` (``prefix``, then what is wrong and
+    ``remedy`` when it is missing) if it is missing or unreadable."""
+    if not path.is_file():
+        raise TrainError(f"{prefix}no checkpoint at {path}; {remedy}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise TrainError(f"{prefix}{path} is not a readable checkpoint ({error})") from None
 
 
 def _check_compatible(config: TrainConfig, saved: dict[str, Any], path: Path) -> None:

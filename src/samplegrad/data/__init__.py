@@ -7,6 +7,7 @@
 """
 
 from samplegrad.data._idx import CorruptDataError, read_idx
+from samplegrad.data.digits import Digits, load_digits_fallback
 from samplegrad.data.mnist import (
     MNIST,
     MNIST_FILES,
@@ -21,8 +22,10 @@ __all__ = [
     "MNIST_FILES",
     "Binarization",
     "CorruptDataError",
+    "Digits",
     "MNISTNotFoundError",
     "find_mnist",
+    "load_digits_fallback",
     "load_mnist",
     "read_idx",
 ]

@@ -331,6 +331,33 @@ class MNIST:
             yield self.binarize(self.images[index], generator), self.labels[index]
 
 
+def check_split_arguments(
+    split: str, validation_size: int, binarize: Binarization | str, dtype: torch.dtype
+) -> Binarization:
+    """Check a loader's arguments (``ValueError`` naming the one that is wrong); returns the
+    binarization."""
+    if split not in _SPLITS:
+        raise ValueError(f"split must be one of 'train', 'valid', 'test', got {split!r}")
+    binarization = _check_binarization(binarize, "binarize")
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating dtype such as torch.float32, got {dtype}")
+    if isinstance(validation_size, bool) or not isinstance(validation_size, int):
+        raise ValueError(f"validation_size must be an int, got {validation_size!r}")
+    return binarization
+
+
+def training_rows(split: str, n: int, validation_size: int) -> slice:
+    """The rows of split ``"train"`` (the first ``n - validation_size``) or ``"valid"`` (the
+    last ``validation_size``) among ``n`` training images; ``ValueError`` for a size that
+    leaves a split empty (an empty training split, or ``"valid"`` with size 0)."""
+    if not 0 <= validation_size < n or (split == "valid" and validation_size == 0):
+        raise ValueError(
+            f"validation_size must be in 1..{n - 1} for split='valid' and 0..{n - 1} for "
+            f"split='train' ({n} training images), got {validation_size}"
+        )
+    return slice(0, n - validation_size) if split == "train" else slice(n - validation_size, n)
+
+
 def load_mnist(
     data_dir: str | os.PathLike | None = None,
     *,
@@ -356,13 +383,7 @@ def load_mnist(
     The files are decoded once per process (and again only if they change); a ``SHA256SUMS``
     file beside them is checked. A broken file raises :class:`CorruptDataError`.
     """
-    if split not in _SPLITS:
-        raise ValueError(f"split must be one of 'train', 'valid', 'test', got {split!r}")
-    binarization = _check_binarization(binarize, "binarize")
-    if not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating dtype such as torch.float32, got {dtype}")
-    if isinstance(validation_size, bool) or not isinstance(validation_size, int):
-        raise ValueError(f"validation_size must be an int, got {validation_size!r}")
+    binarization = check_split_arguments(split, validation_size, binarize, dtype)
 
     folder = find_mnist(data_dir, download=download)
     prefix = "t10k" if split == "test" else "train"
@@ -372,15 +393,7 @@ def load_mnist(
     images, labels = _decode(paths[0], paths[1], stamp)
 
     n = len(labels)
-    if split == "test":
-        rows = slice(0, n)
-    else:
-        if not 0 <= validation_size < n or (split == "valid" and validation_size == 0):
-            raise ValueError(
-                f"validation_size must be in 1..{n - 1} for split='valid' and 0..{n - 1} for "
-                f"split='train' ({n} training images), got {validation_size}"
-            )
-        rows = slice(0, n - validation_size) if split == "train" else slice(n - validation_size, n)
+    rows = slice(0, n) if split == "test" else training_rows(split, n, validation_size)
     return MNIST(
         images[rows].to(device=device, dtype=dtype).div_(255),
         labels[rows].to(device=device, copy=True),
