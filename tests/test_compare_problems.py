@@ -270,3 +270,30 @@ def test_cli_vae_encoder_from_a_training_checkpoint(
         "encoder.log_var",
     ]
     assert sorted(p.name for p in out.iterdir()) == ["compare.csv", "compare.json"]
+
+
+@pytest.mark.parametrize(
+    "problem",
+    ["gaussian-quadratic", "gaussian-exp", "gaussian-cos", "bernoulli-toy", "bernoulli-3d"],
+)
+def test_every_problem_writes_json_csv_and_plots(problem: str, tmp_path: Path) -> None:
+    """Each problem with its default estimators and two K: well-formed files whose exact
+    columns are the problem's own exact values, and plots that decode."""
+    out = tmp_path / problem
+    assert main(["compare", "--problem", problem, "--num-samples", "2,4", "--repeats", "200",
+                 "--out", str(out)]) == 0  # fmt: skip
+    data = json.loads((out / "compare.json").read_text())
+    with open(out / "compare.csv", newline="") as file:
+        table = list(csv.DictReader(file))
+    assert len(table) == len(data["rows"]) > 0
+    instance = compare_problems.PROBLEMS[problem]
+    gradient = instance.exact_gradient()
+    for row, line in zip(data["rows"], table, strict=True):
+        exact = instance.exact_variance(row["estimator"], row["num_samples"])
+        expected = None if exact is None else exact[row["parameter"]]
+        assert row["exact_variance"] == expected
+        assert line["exact_variance"] == ("" if expected is None else str(expected))
+        assert row["exact_gradient"] == gradient[row["parameter"]]
+        assert line["estimator"] == row["estimator"] and line["parameter"] == row["parameter"]
+    for name in ("variance_vs_samples.png", "snr.png", "work_normalized_variance.png"):
+        assert matplotlib.image.imread(out / name).shape[1] >= 300

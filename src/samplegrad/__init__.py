@@ -29,6 +29,7 @@ from samplegrad.estimators import (
     StraightThrough,
     estimators_supporting,
 )
+from samplegrad.graph import Graph
 
 __version__ = "0.1.0"
 
@@ -42,6 +43,7 @@ __all__ = [
     "DisARM",
     "Enumerate",
     "Estimator",
+    "Graph",
     "GumbelSoftmax",
     "LeaveOneOut",
     "MeasureValued",

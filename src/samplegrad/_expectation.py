@@ -95,21 +95,21 @@ def resolve(
 
 def _auto(f: object, dist: Distribution, num_samples: int) -> Estimator:
     if dist.has_rsample:
-        return _announce("pathwise", dist, resolve("pathwise", f, dist, num_samples))
+        return announce("pathwise", dist, resolve("pathwise", f, dist, num_samples))
     if isinstance(num_samples, int) and num_samples >= 2:
-        return _announce("score function with a leave-one-out baseline", dist, _auto_leave_one_out)
+        return announce("score function with a leave-one-out baseline", dist, _auto_leave_one_out)
     # A lambda re-created at every step keeps its code object: key the state on that.
     key = getattr(f, "__code__", type(f))
     if key not in _auto_moving_averages:
         _auto_moving_averages[key] = ScoreFunction(baseline=MovingAverage(0.9))
-    return _announce(
+    return announce(
         "score function with a moving-average baseline (decay 0.9, kept per cost function)",
         dist,
         _auto_moving_averages[key],
     )
 
 
-def _announce(choice: str, dist: Distribution, estimator: Estimator) -> Estimator:
+def announce(choice: str, dist: Distribution, estimator: Estimator) -> Estimator:
     key = (choice, type(dist).__name__)
     if key not in _announced and not torch.compiler.is_compiling():
         _announced.add(key)

@@ -1,0 +1,557 @@
+"""Stochastic computation graphs: many random nodes, costs that depend on them, one surrogate.
+
+A model with several random steps (a sequence of actions, stacked discrete layers, hard
+attention) is written as ordinary PyTorch code: each random step is a *node* drawn with
+:meth:`Graph.sample`, each quantity to minimise is a *cost* added with :meth:`Graph.cost`, and
+:meth:`Graph.surrogate` returns one tensor whose value is the total cost and whose gradients,
+of every order, are unbiased estimates of the derivatives of the expected total cost
+(Schulman et al. 2015, "Gradient estimation using stochastic computation graphs"; Foerster et
+al. 2018, "DiCE: the infinitely differentiable Monte Carlo estimator")::
+
+    g = sg.Graph()
+    a = g.sample("a", Categorical(logits=l1), estimator="score")
+    b = g.sample("b", Bernoulli(logits=w[a]), estimator=sg.ScoreFunction(baseline="loo"))
+    g.cost(cost_fn(a, b))
+    g.surrogate().backward()
+
+**The surrogate.** With ``W_c`` the score-function nodes that cost ``c`` depends on, ``log p(w)``
+the log-probability of node ``w``'s sample (detached from the sample, attached to the
+distribution's parameters) and the *magic box* ``[]x = exp(x - stop_gradient(x))`` (value 1,
+``d[]x = []x dx``; Foerster et al. 2018)::
+
+    L = sum_c [](sum_{w in W_c} log p(w)) c  +  sum_w (1 - [](log p(w))) b_w
+
+Its value is ``sum_c c``. Differentiating ``[]`` ``n`` times produces exactly the terms of the
+``n``-th derivative of ``E[sum_c c]`` (the score-function terms of every order, multiplied
+out with the pathwise derivatives of ``c``), so each order is unbiased. The second sum is the
+baseline term of Mao et al. (2019, "A baseline for any order gradient estimation in
+stochastic computation graphs"): its value is 0, its first derivative subtracts ``b_w`` from
+the cost that multiplies ``grad log p(w)``, and, because ``E_w[[](log p(w))] = 1`` for every
+parameter value, every derivative of it has expectation 0 whenever ``b_w`` does not depend on
+``w``. The naive surrogate ``sum_c (c + stop_gradient(c) sum_{w in W_c} log p(w))`` has the
+right first derivative but a biased second one (it drops the product of score terms).
+
+**Causality** (Rao-Blackwellisation): a cost gets score terms only from the nodes it depends
+on, which removes the noise of the others (Schulman et al. 2015, Sec. 5; in reinforcement
+learning this is "reward-to-go"). Dependencies are found *automatically*: every sample is
+returned as a :class:`GraphTensor`, a ``torch.Tensor`` subclass that records the nodes it was
+computed from, and every torch operation on it (arithmetic, indexing ``w[a]``,
+``torch.distributions``, ``nn`` layers) passes the record on to its result; a node's sample
+depends on the node and on whatever its distribution was computed from. A value that leaves
+torch (``.item()``, ``.numpy()``, an environment) loses its record: declare the dependencies
+of such costs, ``g.cost(reward, depends_on=["a0", "a1"])``, or ``depends_on="all"``.
+
+**Shapes.** Dimensions that a cost shares with a node, aligned from the left, are batch
+dimensions: cost element ``i`` depends on node element ``i`` only (as in :func:`sg.expectation`).
+A node with more dimensions than the cost enters with the log-probability summed over the
+extra ones; a node with fewer is broadcast. With several *joint samples* ``S`` (``num_samples``
+on the first node, or ``Graph(num_samples=S)`` when dimension 0 already holds ``S`` copies,
+such as ``S`` environments) dimension 0 of every node and cost is the sample dimension, the
+surrogate averages over it, and leave-one-out baselines use it.
+
+**Estimators per node**: ``"score"`` / :class:`sg.ScoreFunction` with any baseline (``None``,
+``"loo"``, :class:`sg.MovingAverage`, or a learned callable / module trained by the same
+surrogate to minimise ``(R_w - b_w)^2``, where ``R_w`` is the total cost that depends on
+``w``), ``"pathwise"`` (``rsample``: the gradient flows through the sample),
+``"gumbel"`` / ``"straight-through"`` (biased relaxations: the sample is the relaxed one,
+one-hot for a ``Categorical``), and ``"auto"``. Estimators that evaluate a cost function at
+several points (ARM, DisARM, REBAR, RELAX, measure-valued, enumeration, the delta-method
+control variate) need the cost as a function and belong to :func:`sg.expectation`.
+
+No global state: a graph holds its nodes and costs, so two graphs can be built at once, in
+two threads.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torch.distributions import Bernoulli, Distribution
+
+from samplegrad import _validation
+from samplegrad._expectation import AUTO, announce, resolve
+from samplegrad._families import base_distribution
+from samplegrad._sampling import draw
+from samplegrad.estimators.baselines import Baseline, LeaveOneOut, check_baseline_samples
+from samplegrad.estimators.pathwise import Pathwise
+from samplegrad.estimators.relaxed import DiscreteStandIn
+from samplegrad.estimators.score import ScoreFunction
+
+__all__ = ["Graph", "GraphTensor", "Node", "UntracedCostWarning", "depends_on"]
+
+Reduction = Literal["sum", "mean", "none"]
+
+
+class UntracedCostWarning(UserWarning):
+    """A cost depends on no node and has no gradient: it cannot change the gradient."""
+
+
+# ---------------------------------------------------------------------------- dependencies
+
+
+class GraphTensor(Tensor):
+    """A tensor that records which nodes of a :class:`Graph` it was computed from.
+
+    Behaves as a ``torch.Tensor`` in every respect; every torch function or method applied to
+    it returns tensors carrying the union of its arguments' records. Read the record with
+    :func:`depends_on`.
+    """
+
+    _sg_nodes: frozenset[Node]
+
+    @classmethod
+    def __torch_function__(
+        cls,
+        func: Callable[..., Any],
+        types: Iterable[type],
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        nodes = _collect(args) | _collect(kwargs)
+        with torch._C.DisableTorchFunctionSubclass():
+            result = func(*args, **kwargs)
+        return _tagged(result, nodes)
+
+
+def _collect(value: object) -> frozenset[Node]:
+    """The nodes recorded on the graph tensors inside ``value`` (nested sequences, dicts)."""
+    if isinstance(value, GraphTensor):
+        return value._sg_nodes
+    if isinstance(value, list | tuple):
+        return frozenset().union(*map(_collect, value)) if value else frozenset()
+    if isinstance(value, dict):
+        return _collect(list(value.values()))
+    return frozenset()
+
+
+def _tagged(value: Any, nodes: frozenset[Node]) -> Any:
+    """``value`` with every tensor in it turned into a :class:`GraphTensor` recording
+    ``nodes`` (tensors are left plain when ``nodes`` is empty)."""
+    if isinstance(value, Tensor):
+        if not nodes:
+            return value.as_subclass(Tensor) if isinstance(value, GraphTensor) else value
+        tagged = value if isinstance(value, GraphTensor) else value.as_subclass(GraphTensor)
+        tagged._sg_nodes = nodes
+        return tagged
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_tagged(v, nodes) for v in value)
+    if isinstance(value, list):
+        return [_tagged(v, nodes) for v in value]
+    return value
+
+
+def depends_on(value: Tensor) -> frozenset[str]:
+    """The names of the nodes ``value`` was computed from (empty for a plain tensor)."""
+    return frozenset(node.name for node in _collect(value))
+
+
+def _plain(value: Tensor) -> Tensor:
+    return value.as_subclass(Tensor) if isinstance(value, GraphTensor) else value
+
+
+# ----------------------------------------------------------------------------------- nodes
+
+
+@dataclass(eq=False)
+class Node:
+    """One random step of a graph.
+
+    Attributes:
+        name: unique within the graph.
+        distribution: the distribution it was drawn from.
+        value: the sample as the user got it (relaxed for ``gumbel``/``straight-through``).
+        estimator: the estimator instance.
+        log_prob: ``log p`` of the sample (``None`` for pathwise and relaxed nodes), zero
+            where ``mask`` is ``False``.
+        mask: ``None`` or where the node is active.
+        graph: the graph it belongs to.
+    """
+
+    name: str
+    distribution: Distribution
+    value: Tensor
+    estimator: ScoreFunction | Pathwise | DiscreteStandIn
+    log_prob: Tensor | None
+    mask: Tensor | None
+    graph: Graph = field(repr=False)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+@dataclass(eq=False)
+class _Cost:
+    value: Tensor
+    nodes: frozenset[Node]
+
+
+# ----------------------------------------------------------------------------------- graph
+
+
+class Graph:
+    """A stochastic computation graph built by sampling nodes and adding costs (see the
+    module docstring for the surrogate, causality and shapes).
+
+    Args:
+        num_samples: ``S`` when dimension 0 of every node's distribution already holds ``S``
+            independent joint samples (``S`` environments, ``S`` copies of an input); ``None``
+            to let the first node's ``num_samples`` set it, or for a single joint sample.
+    """
+
+    def __init__(self, num_samples: int | None = None) -> None:
+        if num_samples is not None:
+            _validation.check_num_samples(num_samples)
+        self._num_samples = num_samples
+        self._draws_samples = False
+        self._nodes: dict[str, Node] = {}
+        self._costs: list[_Cost] = []
+
+    @property
+    def num_samples(self) -> int | None:
+        """``S``, the joint samples in dimension 0, or ``None``."""
+        return self._num_samples
+
+    @property
+    def nodes(self) -> Mapping[str, Node]:
+        """The nodes by name, in the order they were sampled."""
+        return dict(self._nodes)
+
+    def sample(
+        self,
+        name: str,
+        dist: Distribution,
+        estimator: str | ScoreFunction | Pathwise | DiscreteStandIn = AUTO,
+        num_samples: int | None = None,
+        generator: torch.Generator | None = None,
+        mask: Tensor | None = None,
+    ) -> GraphTensor:
+        """Draw node ``name`` from ``dist``; returns the sample as a :class:`GraphTensor`.
+
+        Args:
+            name: a name not used yet in this graph.
+            dist: any ``torch.distributions.Distribution``; its parameters may be computed
+                from earlier samples.
+            estimator: ``"score"``, ``"pathwise"``, ``"gumbel"``, ``"straight-through"``,
+                ``"auto"``, or an instance of ``sg.ScoreFunction`` (any baseline),
+                ``sg.Pathwise``, ``sg.GumbelSoftmax`` or ``sg.StraightThrough``.
+            num_samples: on the first node, draw ``S`` joint samples for the whole graph
+                (dimension 0); on later nodes ``None`` or the same ``S``.
+            generator: a ``torch.Generator`` for reproducible samples.
+            mask: a boolean tensor broadcastable to the node's shape (from the left, like
+                costs): ``False`` marks inactive elements (an episode that has ended), which
+                get no score term and no place in a leave-one-out baseline. Their costs
+                should be 0.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if name in self._nodes:
+            raise ValueError(f"a node named {name!r} exists already in this graph; rename it")
+        dist = _validation.check_distribution(dist)
+        parents = _collect(_parameters(dist))
+        self._check_own(parents, f"the distribution of node {name!r}")
+        sample_shape = self._sample_shape(name, num_samples, parents)
+        generator = _validation.check_generator(generator, dist)
+        chosen = self._estimator(estimator, dist)
+        value, log_prob = _draw(chosen, dist, sample_shape, generator)
+        if mask is not None and log_prob is not None:
+            mask = _aligned(mask.to(torch.bool), log_prob, f"mask of node {name!r}")
+            log_prob = torch.where(mask, log_prob, torch.zeros((), dtype=log_prob.dtype))
+        node = Node(name, dist, value, chosen, log_prob, mask, self)
+        self._nodes[name] = node
+        node.value = _tagged(_plain(value), parents | {node})
+        return node.value
+
+    def cost(self, value: Tensor, depends_on: Iterable[str] | str | None = None) -> None:
+        """Add a cost to minimise (a reward ``r`` is the cost ``-r``).
+
+        Args:
+            value: a tensor of costs; with joint samples, dimension 0 is the sample dimension.
+            depends_on: ``None`` to take the nodes ``value`` was computed from (recorded by
+                :class:`GraphTensor`); node names to declare them (for a value computed
+                outside torch); ``"all"`` for every node sampled so far.
+        """
+        if not isinstance(value, Tensor) or not value.is_floating_point():
+            raise ValueError(
+                f"value must be a floating-point tensor of costs, got "
+                f"{getattr(value, 'dtype', type(value).__name__)}; e.g. torch.as_tensor(r, "
+                "dtype=torch.float32)"
+            )
+        if depends_on is None:
+            nodes = _collect(value)
+            self._check_own(nodes, "the cost")
+        elif depends_on == "all":
+            nodes = frozenset(self._nodes.values())
+        else:
+            names = [depends_on] if isinstance(depends_on, str) else list(depends_on)
+            unknown = [n for n in names if n not in self._nodes]
+            if unknown:
+                raise ValueError(
+                    f"depends_on names unknown nodes {unknown}; nodes so far: "
+                    f"{', '.join(self._nodes) or 'none'}"
+                )
+            nodes = frozenset(self._nodes[n] for n in names)
+        samples = self._num_samples
+        if samples is not None and (value.dim() == 0 or value.shape[0] not in (1, samples)):
+            raise ValueError(
+                f"value must have the {self._num_samples} joint samples in dimension 0, got "
+                f"shape {tuple(value.shape)}"
+            )
+        if not nodes and not value.requires_grad:
+            warnings.warn(
+                "this cost depends on no node and has no gradient, so it cannot change the "
+                "gradient; if it was computed outside torch (numpy, an environment), declare "
+                "its nodes with depends_on=[...]",
+                UntracedCostWarning,
+                stacklevel=2,
+            )
+        self._costs.append(_Cost(_plain(value), nodes))
+
+    def surrogate(self, reduction: Reduction = "sum") -> Tensor:
+        """The surrogate ``L`` (module docstring): value = the costs' total, averaged over the
+        joint samples; ``.backward()`` (or ``torch.autograd.grad`` with ``create_graph=True``
+        for higher orders) gives the gradient estimates.
+
+        Args:
+            reduction: ``"sum"`` (a scalar: every cost element summed), ``"mean"`` (that sum
+                divided by the number of elements in the costs' common batch shape, e.g. the
+                mean over a batch of episodes) or ``"none"`` (element-wise totals in that
+                common shape, aligned from the left).
+
+        The costs are grouped by shape and each group is one matrix product (membership of
+        nodes in costs times the stacked log-probabilities), so a graph with thousands of
+        nodes and costs (an episode of a few hundred steps) costs a handful of tensor
+        operations, not a Python loop over pairs.
+        """
+        if reduction not in ("sum", "mean", "none"):
+            raise ValueError(f"reduction must be 'sum', 'mean' or 'none', got {reduction!r}")
+        if not self._costs:
+            raise ValueError("the graph has no cost; add one with g.cost(value)")
+        terms = [_cost_terms(costs) for costs in _by_shape(self._costs, _cost_shape)]
+        with_baselines = [
+            node
+            for node in self._nodes.values()
+            if node.log_prob is not None and getattr(node.estimator, "baseline", None) is not None
+        ]
+        terms += [
+            _baseline_terms(nodes, self._costs)
+            for nodes in _by_shape(with_baselines, _log_prob_shape)
+        ]
+        if self._num_samples is not None:
+            terms = [term.mean(0) if term.dim() > 0 else term for term in terms]
+        ndim = max(term.dim() for term in terms)
+        padded = [term.reshape((*term.shape, *([1] * (ndim - term.dim())))) for term in terms]
+        total = padded[0]
+        for term in padded[1:]:
+            total = total + term
+        if reduction == "none":
+            return total
+        if reduction == "sum":
+            return total.sum()
+        return total.sum() / math.prod(_common_shape(self._costs, self._num_samples is not None))
+
+    # ------------------------------------------------------------------------- internals
+
+    def _check_own(self, nodes: frozenset[Node], what: str) -> None:
+        foreign = [node.name for node in nodes if node.graph is not self]
+        if foreign:
+            raise ValueError(
+                f"{what} was computed from nodes {foreign} of another graph; build each "
+                "model in one graph"
+            )
+
+    def _sample_shape(
+        self, name: str, num_samples: int | None, parents: frozenset[Node]
+    ) -> torch.Size:
+        if num_samples is not None:
+            _validation.check_num_samples(num_samples)
+            if self._nodes and num_samples != self._num_samples:
+                raise ValueError(
+                    f"num_samples of node {name!r} is {num_samples}, but the graph has "
+                    f"{self._num_samples}; give num_samples on the first node only"
+                )
+            if not self._nodes:
+                if self._num_samples is not None:
+                    raise ValueError(
+                        "this graph was built with num_samples (dimension 0 already holds the "
+                        "joint samples); do not give num_samples to its nodes"
+                    )
+                self._num_samples, self._draws_samples = num_samples, True
+        if self._draws_samples and not parents:
+            return torch.Size((self._num_samples,))
+        return torch.Size()
+
+    def _estimator(
+        self, estimator: object, dist: Distribution
+    ) -> ScoreFunction | Pathwise | DiscreteStandIn:
+        if estimator == AUTO:
+            if dist.has_rsample:
+                return announce("pathwise", dist, Pathwise())
+            if self._num_samples is not None and self._num_samples >= 2:
+                return announce(
+                    "score function with a leave-one-out baseline over the joint samples",
+                    dist,
+                    ScoreFunction(baseline="loo"),
+                )
+            return announce("score function (no baseline: one joint sample)", dist, ScoreFunction())
+        chosen = resolve(estimator, None, dist, 1)  # type: ignore[arg-type]
+        if not isinstance(chosen, ScoreFunction | Pathwise | DiscreteStandIn) or (
+            isinstance(chosen, ScoreFunction) and chosen.control_variate is not None
+        ):
+            raise TypeError(
+                f"estimator {getattr(chosen, 'name', chosen)!r} evaluates the cost at several "
+                "points per sample, which a graph's costs (tensors) cannot do; choose 'score' "
+                "(any baseline), 'pathwise', 'gumbel' or 'straight-through', or use "
+                "sg.expectation(f, dist, ...) for a single random step"
+            )
+        if not type(chosen).supports(dist):
+            from samplegrad.estimators.base import unsupported_message
+
+            raise TypeError(unsupported_message(chosen.name, dist))
+        if isinstance(chosen, ScoreFunction) and chosen.baseline is not None:
+            check_baseline_samples(chosen.baseline, self._num_samples or 1)
+        return chosen
+
+
+def _parameters(dist: Distribution) -> list[Tensor]:
+    """Every tensor attribute of ``dist`` (and of the distributions it wraps)."""
+    found: list[Tensor] = []
+    stack = [dist]
+    while stack:
+        current = stack.pop()
+        for value in vars(current).values():
+            if isinstance(value, Tensor):
+                found.append(value)
+            elif isinstance(value, Distribution):
+                stack.append(value)
+    return found
+
+
+def _draw(
+    estimator: ScoreFunction | Pathwise | DiscreteStandIn,
+    dist: Distribution,
+    sample_shape: torch.Size,
+    generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor | None]:
+    """The node's sample and its log-probability (``None`` without a score term)."""
+    if isinstance(estimator, Pathwise):
+        return draw(dist, sample_shape, generator, reparameterized=True), None
+    if isinstance(estimator, DiscreteStandIn):
+        base = base_distribution(dist)
+        binary = isinstance(base, Bernoulli)
+        return estimator.stand_in(base, binary, tuple(sample_shape), generator), None
+    value = draw(dist, sample_shape, generator, reparameterized=False)
+    return value, _plain(dist.log_prob(value))
+
+
+def _aligned(value: Tensor, like: Tensor, what: str) -> Tensor:
+    """``value`` summed over the trailing dimensions ``like`` lacks and padded with trailing
+    singleton dimensions, so that it broadcasts to ``like`` aligned from the left."""
+    value = _plain(value)
+    extra = value.dim() - like.dim()
+    if extra > 0:
+        value = value.sum(tuple(range(like.dim(), value.dim())))
+    elif extra < 0:
+        value = value.reshape((*value.shape, *([1] * -extra)))
+    for size, target in zip(value.shape, like.shape, strict=True):
+        if size not in (1, target) and target != 1:
+            raise ValueError(
+                f"{what} has shape {tuple(value.shape)}, which does not match the shape "
+                f"{tuple(like.shape)} it meets (dimensions align from the left: dimension 0 is "
+                "the joint samples or the batch); reshape or sum it first"
+            )
+    return value
+
+
+def _magic_box(log_prob: Tensor) -> Tensor:
+    """``exp(x - stop_gradient(x))``: value 1, every derivative that of ``exp(x)``."""
+    return torch.exp(log_prob - log_prob.detach())
+
+
+def _by_shape(items: Sequence[Any], shape_of: Callable[[Any], torch.Size]) -> list[list[Any]]:
+    """``items`` grouped by shape, in order of first appearance."""
+    groups: dict[torch.Size, list[Any]] = {}
+    for item in items:
+        groups.setdefault(shape_of(item), []).append(item)
+    return list(groups.values())
+
+
+def _cost_shape(cost: _Cost) -> torch.Size:
+    return cost.value.shape
+
+
+def _log_prob_shape(node: Node) -> torch.Size:
+    assert node.log_prob is not None
+    return node.log_prob.shape
+
+
+def _membership(rows: Sequence[frozenset[Node]], columns: Sequence[Node], like: Tensor) -> Tensor:
+    """``M[i, j] = 1`` where ``columns[j]`` is in ``rows[i]``, in ``like``'s dtype and device."""
+    index = {node: j for j, node in enumerate(columns)}
+    matrix = torch.zeros(len(rows), len(columns), dtype=like.dtype, device=like.device)
+    pairs = [(i, index[node]) for i, nodes in enumerate(rows) for node in nodes if node in index]
+    if pairs:
+        matrix[tuple(torch.tensor(pairs, device=like.device).T)] = 1.0
+    return matrix
+
+
+def _cost_terms(costs: list[_Cost]) -> Tensor:
+    """``sum_c [](sum_{w in W_c} log p(w)) c`` for costs of one shape."""
+    values = torch.stack([cost.value for cost in costs])
+    like = values[0]
+    nodes = list(dict.fromkeys(n for cost in costs for n in cost.nodes if n.log_prob is not None))
+    if not nodes:
+        return values.sum(0)
+    log_probs = torch.stack(
+        [_aligned(n.log_prob, like, f"node {n.name!r}").expand_as(like) for n in nodes]
+    )
+    membership = _membership([cost.nodes for cost in costs], nodes, log_probs)
+    totals = torch.tensordot(membership, log_probs, dims=1)  # (costs, *shape)
+    return (_magic_box(totals) * values).sum(0)
+
+
+def _baseline_terms(nodes: list[Node], costs: list[_Cost]) -> Tensor:
+    """``sum_w (1 - [](log p(w))) b_w`` for nodes whose log-probabilities share one shape,
+    plus the zero-valued training terms of learned baselines."""
+    log_probs = torch.stack([node.log_prob for node in nodes])  # type: ignore[misc]
+    like = log_probs[0]
+    values = torch.stack(
+        [_aligned(cost.value.detach(), like, "a cost").expand_as(like) for cost in costs]
+    )
+    membership = _membership([frozenset(nodes) & cost.nodes for cost in costs], nodes, values).T
+    downstream = torch.tensordot(membership, values, dims=1)  # R_w: (nodes, *shape)
+    total = torch.zeros_like(like)
+    for node, log_prob, cost in zip(nodes, log_probs, downstream, strict=True):
+        baseline = _baseline_values(node.estimator.baseline, cost, node.mask)  # type: ignore[union-attr]
+        total = total + (1 - _magic_box(log_prob)) * baseline.detach()
+        if baseline.requires_grad:  # a learned baseline: minimise (R_w - b_w)^2
+            squared_error = (cost - baseline) ** 2
+            if node.mask is not None:
+                squared_error = torch.where(node.mask, squared_error, 0.0)
+            total = total + (squared_error - squared_error.detach())
+    return total
+
+
+def _baseline_values(baseline: Baseline, downstream: Tensor, mask: Tensor | None) -> Tensor:
+    """The baseline of each element of a node, from its downstream costs ``(S, ...)``; a
+    leave-one-out baseline averages over the other *active* joint samples."""
+    if isinstance(baseline, LeaveOneOut) and mask is not None:
+        active = mask.to(downstream.dtype).expand_as(downstream)
+        others = (downstream * active).sum(0, keepdim=True) - downstream * active
+        count = active.sum(0, keepdim=True) - active
+        return torch.where(count > 0, others / count.clamp_min(1), 0.0)
+    return baseline(downstream)
+
+
+def _common_shape(costs: list[_Cost], has_samples: bool) -> tuple[int, ...]:
+    """The costs' shapes broadcast from the left, without the sample dimension."""
+    ndim = max(cost.value.dim() for cost in costs)
+    shapes = [(*cost.value.shape, *([1] * (ndim - cost.value.dim()))) for cost in costs]
+    common = tuple(max(sizes) for sizes in zip(*shapes, strict=True))
+    return common[1:] if has_samples else common
