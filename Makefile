@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench cartpole clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: lint
 bench: $(INSTALLED)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python benchmarks/overhead.py --out benchmarks/results
+
+cartpole: $(INSTALLED)
+	$(BIN)/python -m pip install --quiet -e '.[test,rl]'
+	$(BIN)/python benchmarks/cartpole.py --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) out report .pytest_cache .ruff_cache

@@ -354,3 +354,14 @@ def test_auto_chooses_and_announces() -> None:
     assert x.requires_grad
     with pytest.warns(sg.AutoEstimatorWarning, match="one joint sample"):
         g.sample("b", OneHotCategorical(logits=torch.zeros(2, 3)))
+
+
+def test_records_pass_through_indexing_reductions_and_layers() -> None:
+    g = sg.Graph()
+    x = g.sample("x", Normal(torch.zeros(4, 3), 1.0), "pathwise")
+    k = g.sample("k", Categorical(logits=torch.zeros(4)), "score")
+    layer = torch.nn.Linear(3, 2)
+    assert depends_on(layer(x)) == {"x"}
+    assert depends_on(torch.max(x, 0).values) == {"x"} == depends_on(torch.max(x, 0).indices)
+    assert depends_on(x[k]) == {"x", "k"} and depends_on(torch.ones(3)[k]) == {"k"}
+    assert depends_on(torch.tensor(1.0)) == frozenset()

@@ -10,6 +10,9 @@ Sub-commands:
                 (:func:`samplegrad.compare.compare`).
     train vae   train a VAE on MNIST with a chosen latent and estimator
                 (:func:`samplegrad.train.fit`).
+    train policy
+                REINFORCE on the MNIST contextual bandit or CartPole-v1
+                (:func:`samplegrad.train_policy.fit_policy`).
 """
 
 from __future__ import annotations
@@ -37,7 +40,12 @@ from samplegrad.compare_plots import plot_result
 from samplegrad.data import Binarization, CorruptDataError, MNISTNotFoundError
 from samplegrad.demo import DemoConfig, run_demo
 from samplegrad.models import ESTIMATOR_NAMES
+from samplegrad.rl.cartpole import GymnasiumMissingError
+from samplegrad.rl.reinforce import BaselineKind
 from samplegrad.train import ARCHS, TrainConfig, TrainError, fit
+from samplegrad.train_bnn import ARCHS as BNN_ARCHS
+from samplegrad.train_bnn import BNNConfig, fit_bnn
+from samplegrad.train_policy import DEFAULTS, ENVS, PolicyConfig, fit_policy
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -308,10 +316,13 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "train",
         help="train models on MNIST",
-        description="Train models on MNIST; see `samplegrad train vae --help`.",
+        description="Train models; see `samplegrad train vae --help` and "
+        "`samplegrad train policy --help`.",
     )
     models = parser.add_subparsers(title="models", dest="model", required=True)
     _add_train_vae(models)
+    _add_train_policy(models)
+    _add_train_bnn(models)
 
 
 def _add_train_vae(models: argparse._SubParsersAction) -> None:
@@ -389,36 +400,18 @@ def _add_train_vae(models: argparse._SubParsersAction) -> None:
         help="seeds initialisation, data order, binarization and sampling (default: %(default)s)",
     )
     parser.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        help="folder with the four MNIST .gz files (default: $SAMPLEGRAD_DATA, then the "
-        "per-user cache, then a download)",
-    )
-    parser.add_argument(
         "--binarize",
         choices=[b.value for b in Binarization],
         default=defaults.binarize,
         help="how grey levels become pixels; dynamic resamples them each time an image is "
         "drawn (default: %(default)s)",
     )
-    parser.add_argument(
-        "--device",
-        default=defaults.device,
-        metavar="DEVICE",
-        help="cpu, cuda or cuda:N (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--out",
-        default=defaults.out,
-        metavar="DIR",
-        help="output folder, created if missing (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run whose checkpoint.pt is in --out; give the same --latent, "
-        "--arch, --estimator, --num-samples, --batch-size, --seed, --binarize and --device "
-        "(--epochs, --steps and --lr may change)",
+    _add_run_options(
+        parser,
+        out=defaults.out,
+        device=defaults.device,
+        same_on_resume="--latent, --arch, --estimator, --num-samples, --batch-size, --seed, "
+        "--binarize and --device (--epochs, --steps and --lr may change)",
     )
     parser.add_argument(
         "--iwae-k",
@@ -440,12 +433,6 @@ def _add_train_vae(models: argparse._SubParsersAction) -> None:
         default=defaults.eval_batch_size,
         metavar="B",
         help="images per batch when evaluating (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--no-progress",
-        dest="progress",
-        action="store_false",
-        help="no progress bar (it is shown only on a terminal anyway)",
     )
     parser.set_defaults(run=_run_train_vae(parser))
 
@@ -472,6 +459,309 @@ def _run_train_vae(parser: argparse.ArgumentParser) -> Callable[[argparse.Namesp
         return 0
 
     return run
+
+
+def _add_train_policy(models: argparse._SubParsersAction) -> None:
+    bandit, cartpole = DEFAULTS["mnist-bandit"], DEFAULTS["cartpole"]
+
+    def default(name: str) -> str:
+        return f"default: {bandit[name]} for mnist-bandit, {cartpole[name]} for cartpole"
+
+    parser = models.add_parser(
+        "policy",
+        help="train a policy with REINFORCE: the MNIST contextual bandit or CartPole-v1",
+        description=(
+            "Train a policy with REINFORCE (reward-to-go, leave-one-out, learned or no "
+            "baseline) built on samplegrad.Graph, with Adam. mnist-bandit: guess each image's "
+            "digit, reward 1 if right (no extra package). cartpole: CartPole-v1 from Gymnasium "
+            "(pip install 'samplegrad[rl]'). Writes into DIR: metrics.csv (one row per step: "
+            "step, env_steps, train_return, eval_return every --eval-every steps, seconds), "
+            "checkpoint.pt (at every evaluation, and on Ctrl-C or SIGTERM), metrics.json "
+            "(env, steps, env_steps, eval_return: the greedy policy's mean reward on the test "
+            "images or mean return over --eval-episodes episodes, eval_episodes, the settings) "
+            "and PNG plots. The same --seed gives the same run on the CPU, also when it is "
+            "interrupted and resumed with --resume."
+        ),
+    )
+    parser.add_argument("--env", required=True, choices=ENVS, help="the task")
+    parser.add_argument(
+        "--steps",
+        type=_at_least(1),
+        metavar="N",
+        help=f"optimiser steps, at most ({default('steps')})",
+    )
+    parser.add_argument(
+        "--env-steps",
+        type=_at_least(1),
+        metavar="N",
+        help="stop once N environment steps (bandit: guesses) have been taken",
+    )
+    parser.add_argument(
+        "--baseline",
+        choices=[kind.value for kind in BaselineKind],
+        default="loo",
+        help="score-function baseline: leave-one-out over the samples, a learned value "
+        "network, or none (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--num-samples",
+        type=_at_least(1),
+        metavar="K",
+        help=f"guesses per image, or episodes per step; >= 2 for loo ({default('num_samples')})",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_at_least(1),
+        metavar="B",
+        help=f"images per step, mnist-bandit only (default: {bandit['batch_size']})",
+    )
+    parser.add_argument(
+        "--hidden", type=_at_least(1), metavar="H", help=f"hidden units ({default('hidden')})"
+    )
+    parser.add_argument(
+        "--lr", type=float, metavar="LR", help=f"Adam learning rate ({default('lr')})"
+    )
+    parser.add_argument(
+        "--seed",
+        type=_at_least(0),
+        default=0,
+        metavar="S",
+        help="seeds the networks, the images or episodes and the actions (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--validation-size",
+        type=_at_least(1),
+        default=10_000,
+        metavar="N",
+        help="mnist-bandit: training images held out for validation (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--eval-episodes",
+        type=_at_least(1),
+        metavar="N",
+        help="greedy evaluation episodes (cartpole, fixed seeds) or test images "
+        f"(mnist-bandit, each a one-step episode) ({default('eval_episodes')})",
+    )
+    parser.add_argument(
+        "--eval-every",
+        type=_at_least(1),
+        metavar="N",
+        help=f"steps between validations and checkpoints ({default('eval_every')})",
+    )
+    parser.add_argument(
+        "--target-return",
+        type=float,
+        metavar="R",
+        help="stop once a validation score reaches R (e.g. 475 for cartpole)",
+    )
+    _add_run_options(
+        parser,
+        out="policy-out",
+        device="cpu",
+        same_on_resume="--env, --num-samples, --batch-size, --hidden, --baseline, --seed and "
+        "--device",
+        data="mnist-bandit: ",
+    )
+    parser.set_defaults(run=_run_train_policy(parser))
+
+
+def _run_train_policy(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The action of ``train policy``: bad requests, missing Gymnasium and unreadable data
+    exit 2 with the message."""
+
+    def run(args: argparse.Namespace) -> int:
+        options = {
+            field.name: getattr(args, field.name) for field in dataclasses.fields(PolicyConfig)
+        }
+        try:
+            result = fit_policy(PolicyConfig(**options))
+        except (TrainError, GymnasiumMissingError, MNISTNotFoundError, CorruptDataError) as error:
+            parser.error(str(error))
+        except OSError as error:
+            parser.error(f"cannot write to {args.out}: {error}")
+        if "interrupted" in result:
+            return 128 + result["signal"]
+        what = (
+            "mean reward (greedy) on" if args.env == "mnist-bandit" else "mean greedy return over"
+        )
+        noun = "test images" if args.env == "mnist-bandit" else "episodes"
+        print(
+            f"{what} {result['eval_episodes']} {noun}: {result['eval_return']:.4g} after "
+            f"{result['steps']} steps ({result['env_steps']} environment steps); "
+            f"wrote {args.out}/metrics.json"
+        )
+        return 0
+
+    return run
+
+
+def _add_train_bnn(models: argparse._SubParsersAction) -> None:
+    defaults = BNNConfig()
+    parser = models.add_parser(
+        "bnn",
+        help="train a Bayesian neural network (Flipout, local reparameterization or naive) "
+        "to classify MNIST",
+        description=(
+            "Train a Bayesian MLP (784-400-400-10) or small CNN on MNIST grey levels with Adam "
+            "on the ELBO per training example: mean NLL of the batch under one weight draw + "
+            "KL(q || p) / N_train, where N_train is the number of training images (60000 - "
+            "--validation-size), so the KL counts once per pass over the data. Evaluates "
+            "with K posterior draws (the predictive is the mean of the K softmaxes): test "
+            "accuracy, NLL (nats per image), expected calibration error (15 equal-width "
+            "confidence bins), predictive entropy on MNIST and on noise images. Writes into "
+            "DIR: metrics.csv (a row per epoch), checkpoint.pt (every epoch, and on Ctrl-C or "
+            "SIGTERM), metrics.json and PNG plots (calibration.png, entropy.png, curves.png)."
+        ),
+    )
+    parser.add_argument(
+        "--arch",
+        choices=list(BNN_ARCHS),
+        default=defaults.arch,
+        help="mlp: 784-400-400-10; cnn: two 5x5 convolutions (16 and 32 channels, 2x2 max "
+        "pooling) and 1568-128-10 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--layer",
+        choices=["flipout", "local-reparam", "naive"],
+        default=defaults.layer,
+        help="how weights are sampled: Flipout (pseudo-independent per example), local "
+        "reparameterization (pre-activations per example) or naive (one draw per batch) "
+        "(default: %(default)s)",
+    )
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument(
+        "--epochs",
+        type=_at_least(1),
+        default=defaults.epochs,
+        metavar="N",
+        help="passes over the training split (default: %(default)s)",
+    )
+    length.add_argument(
+        "--steps", type=_at_least(1), metavar="N", help="train for N optimiser steps instead"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_at_least(1),
+        default=defaults.batch_size,
+        metavar="B",
+        help="images per step (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--lr", type=float, default=defaults.lr, metavar="LR", help="Adam (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--prior-scale",
+        type=float,
+        default=defaults.prior_scale,
+        metavar="S",
+        help="standard deviation of every weight's N(0, S^2) prior (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--init-scale",
+        type=float,
+        default=defaults.init_scale,
+        metavar="S",
+        help="every posterior standard deviation at initialisation (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--eval-samples",
+        type=_at_least(1),
+        default=defaults.eval_samples,
+        metavar="K",
+        help="posterior draws averaged by the predictive when evaluating (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=_at_least(0),
+        default=defaults.seed,
+        metavar="S",
+        help="seeds initialisation, data order and weight noise (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--validation-size",
+        type=_at_least(0),
+        default=defaults.validation_size,
+        metavar="N",
+        help="training images held out for validation; 0 trains on all 60000 "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--eval-batch-size",
+        type=_at_least(1),
+        default=defaults.eval_batch_size,
+        metavar="B",
+        help="images per batch when evaluating (default: %(default)s)",
+    )
+    _add_run_options(
+        parser,
+        out=defaults.out,
+        device=defaults.device,
+        same_on_resume="--arch, --layer, --batch-size, --prior-scale, --init-scale, --seed, "
+        "--validation-size and --device",
+    )
+    parser.set_defaults(run=_run_train_bnn(parser))
+
+
+def _run_train_bnn(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The action of ``train bnn``: bad requests and unreadable data exit 2 with the message."""
+
+    def run(args: argparse.Namespace) -> int:
+        options = {field.name: getattr(args, field.name) for field in dataclasses.fields(BNNConfig)}
+        try:
+            result = fit_bnn(BNNConfig(**options))
+        except (TrainError, MNISTNotFoundError, CorruptDataError) as error:
+            parser.error(str(error))
+        except OSError as error:
+            parser.error(f"cannot write to {args.out}: {error}")
+        if "interrupted" in result:
+            return 128 + result["signal"]
+        print(
+            f"test accuracy {result['test_accuracy']:.4f}, NLL {result['test_nll']:.4f}, "
+            f"ECE {result['test_ece']:.4f} (K={result['eval_samples']}); "
+            f"wrote {args.out}/metrics.json"
+        )
+        return 0
+
+    return run
+
+
+def _add_run_options(
+    parser: argparse.ArgumentParser, *, out: str, device: str, same_on_resume: str, data: str = ""
+) -> None:
+    """The options every ``train`` command shares: data, device, output, resume, progress.
+
+    ``same_on_resume`` lists the options a resumed run must repeat; ``data`` prefixes the
+    ``--data-dir`` help (e.g. the environment that uses it).
+    """
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help=f"{data}folder with the four MNIST .gz files (default: $SAMPLEGRAD_DATA, then the "
+        "per-user cache, then a download)",
+    )
+    parser.add_argument(
+        "--device",
+        default=device,
+        metavar="DEVICE",
+        help="cpu, cuda or cuda:N (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        default=out,
+        metavar="DIR",
+        help="output folder, created if missing (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help=f"continue the run whose checkpoint.pt is in --out; give the same {same_on_resume}",
+    )
+    parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no progress bar (it is shown only on a terminal anyway)",
+    )
 
 
 def _names(text: str) -> list[str]:

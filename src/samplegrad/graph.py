@@ -140,8 +140,9 @@ def _tagged(value: Any, nodes: frozenset[Node]) -> Any:
         tagged = value if isinstance(value, GraphTensor) else value.as_subclass(GraphTensor)
         tagged._sg_nodes = nodes
         return tagged
-    if isinstance(value, tuple) and not hasattr(value, "_fields"):
-        return tuple(_tagged(v, nodes) for v in value)
+    if isinstance(value, tuple):  # also torch.return_types (values, indices) pairs
+        items = [_tagged(v, nodes) for v in value]
+        return tuple(items) if type(value) is tuple else type(value)(items)
     if isinstance(value, list):
         return [_tagged(v, nodes) for v in value]
     return value

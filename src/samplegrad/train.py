@@ -45,28 +45,36 @@ when :func:`fit` returns.
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import dataclasses
-import io
-import json
 import math
 import os
-import signal
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from samplegrad._files import write_atomic
+from samplegrad._runs import (
+    Stop,
+    TrainError,
+    check_compatible,
+    check_device,
+    check_int,
+    interrupted,
+    read_checkpoint,
+    refuse_to_overwrite,
+    reopen_partial_epoch,
+    save_checkpoint,
+    show_progress,
+    stop_on_signals,
+    stream_seed,
+    write_csv,
+    write_json,
+)
 from samplegrad.data import MNIST, Binarization, load_mnist
 from samplegrad.estimators.base import Estimator
 from samplegrad.models import (
@@ -147,10 +155,6 @@ _IWAE_ROWS = 25_000  # decoder rows (samples x images) per IWAE chunk, to bound 
 _INIT, _DATA, _SAMPLING, _VALID, _TEST, _PLOT = range(6)
 
 
-class TrainError(ValueError):
-    """A training request that cannot be carried out: the message says what to change."""
-
-
 @dataclasses.dataclass
 class TrainConfig:
     """Everything a training run depends on; the command line's options, one for one.
@@ -209,11 +213,11 @@ class TrainConfig:
             )
         self.estimator = _default_estimator(self.latent, self.estimator)
         for name in ("num_samples", "epochs", "batch_size", "iwae_k", "eval_batch_size"):
-            _check_int(name, getattr(self, name), minimum=1)
+            check_int(name, getattr(self, name), minimum=1)
         if self.steps is not None:
-            _check_int("steps", self.steps, minimum=1)
-        _check_int("validation_size", self.validation_size, minimum=0)
-        _check_int("seed", self.seed, minimum=0)
+            check_int("steps", self.steps, minimum=1)
+        check_int("validation_size", self.validation_size, minimum=0)
+        check_int("seed", self.seed, minimum=0)
         if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
             raise TrainError(f"lr must be a finite number > 0, got {self.lr!r}")
         try:
@@ -221,18 +225,13 @@ class TrainConfig:
         except ValueError:
             choices = ", ".join(b.value for b in Binarization)
             raise TrainError(f"binarize must be one of {choices}, got {self.binarize!r}") from None
-        self.device = str(_check_device(self.device))
+        self.device = str(check_device(self.device))
         self.out = os.fspath(self.out)
         self.data_dir = None if self.data_dir is None else os.fspath(self.data_dir)
 
     def steps_per_epoch(self, num_train: int) -> int:
         """Optimiser steps in one pass over ``num_train`` images."""
         return math.ceil(num_train / self.batch_size)
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise TrainError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
 def _default_estimator(latent: str, estimator: str | None) -> str:
@@ -248,29 +247,9 @@ def _default_estimator(latent: str, estimator: str | None) -> str:
     return "pathwise"
 
 
-def _check_device(device: str) -> torch.device:
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise TrainError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise TrainError(
-            f"device {device!r} requested but CUDA is not available (torch {torch.__version__}, "
-            f"built {'with' if torch.version.cuda else 'without'} CUDA); use --device cpu"
-        )
-    if parsed.type not in ("cpu", "cuda"):
-        raise TrainError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    return parsed
-
-
-def _stream_seed(seed: int, stream: int, epoch: int = 0) -> int:
-    """An independent 63-bit seed for ``(seed, stream, epoch)`` (NumPy's SeedSequence hash)."""
-    return int(np.random.SeedSequence([seed, stream, epoch]).generate_state(1, np.uint64)[0] >> 1)
-
-
 def _generator(config: TrainConfig, stream: int, epoch: int = 0) -> torch.Generator:
     generator = torch.Generator(device=config.device)
-    return generator.manual_seed(_stream_seed(config.seed, stream, epoch))
+    return generator.manual_seed(stream_seed(config.seed, stream, epoch))
 
 
 def build_model(config: TrainConfig) -> tuple[nn.Module, Estimator | None]:
@@ -280,7 +259,7 @@ def build_model(config: TrainConfig) -> tuple[nn.Module, Estimator | None]:
     estimator that does not apply, naming those that do. The global random state is left alone.
     """
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_stream_seed(config.seed, _INIT))
+        torch.manual_seed(stream_seed(config.seed, _INIT))
         model = ARCHS[config.latent][config.arch]()
         estimator = None if config.latent == "gaussian" else _estimator(config, model)
     model.to(config.device)
@@ -296,7 +275,7 @@ def load_model(checkpoint: str | os.PathLike[str]) -> tuple[nn.Module, TrainConf
     raises :class:`TrainError` naming the file if it is missing or not a checkpoint.
     """
     path = Path(checkpoint)
-    payload = _read_checkpoint(
+    payload = read_checkpoint(
         path,
         "",
         "train one with `samplegrad train vae --out DIR` and give DIR/checkpoint.pt",
@@ -337,20 +316,6 @@ def _loss(
 # Files
 
 
-def _write_csv(path: Path, history: list[dict[str, Any]]) -> None:
-    def write(file: io.IOBase) -> None:
-        writer = csv.DictWriter(file, CSV_COLUMNS)
-        writer.writeheader()
-        for row in history:
-            writer.writerow({key: "" if row[key] is None else row[key] for key in CSV_COLUMNS})
-
-    write_atomic(path, write)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    write_atomic(path, lambda file: file.write(json.dumps(data, indent=2) + "\n"))
-
-
 @dataclasses.dataclass
 class _State:
     """What a checkpoint restores besides the modules: counters, history, the open epoch."""
@@ -386,86 +351,25 @@ def _save_checkpoint(run: _Run) -> Path:
         "state": dataclasses.asdict(run.state),
         "torch": str(torch.__version__),
     }
-    write_atomic(path, lambda file: torch.save(payload, file), binary=True)
-    return path
+    return save_checkpoint(path, payload)
 
 
 def _load_checkpoint(run: _Run) -> None:
     """Restore ``run`` from its checkpoint; :class:`TrainError` if missing or incompatible."""
     path = Path(run.config.out) / CHECKPOINT
-    payload = _read_checkpoint(
+    payload = read_checkpoint(
         path,
         "cannot resume: ",
         "run without --resume (resume=False) to start training, or point --out at the folder "
         "of the run to continue",
     )
-    _check_compatible(run.config, payload.get("config", {}), path)
+    check_compatible(run.config, payload.get("config", {}), path, MUST_MATCH_ON_RESUME)
     run.model.load_state_dict(payload["model"])
     if run.estimator is not None:
         run.estimator.load_state_dict(payload["estimator"])
     run.optimizer.load_state_dict(payload["optimizer"])
     run.sampling.set_state(payload["sampling_generator"])
     run.state = _State(**payload["state"])
-
-
-def _read_checkpoint(path: Path, prefix: str, remedy: str) -> dict[str, Any]:
-    """The payload saved at ``path``; :class:`TrainError` (``prefix``, then what is wrong and
-    ``remedy`` when it is missing) if it is missing or unreadable."""
-    if not path.is_file():
-        raise TrainError(f"{prefix}no checkpoint at {path}; {remedy}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a damaged file
-        raise TrainError(f"{prefix}{path} is not a readable checkpoint ({error})") from None
-
-
-def _check_compatible(config: TrainConfig, saved: dict[str, Any], path: Path) -> None:
-    differences = [
-        f"{name}={saved.get(name)!r} in the checkpoint, {getattr(config, name)!r} now"
-        for name in MUST_MATCH_ON_RESUME
-        if saved.get(name) != getattr(config, name)
-    ]
-    if differences:
-        raise TrainError(
-            f"cannot resume from {path}: its run differs in "
-            + "; ".join(differences)
-            + ". Give the same options as the run that wrote it, or choose another --out"
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# Signals
-
-
-@dataclasses.dataclass
-class _Stop:
-    """Set by the signal handler: the signal that asked training to stop, if any."""
-
-    signum: int | None = None
-
-
-@contextlib.contextmanager
-def _stop_on_signals() -> Iterator[_Stop]:
-    """While open, SIGINT and SIGTERM set the yielded flag (a second one raises
-    ``KeyboardInterrupt``); the previous handlers come back on exit. Outside the main thread,
-    where handlers cannot be installed, the flag is never set."""
-    stop = _Stop()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if stop.signum is not None:
-            raise KeyboardInterrupt
-        stop.signum = signum
-
-    signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {signum: signal.signal(signum, handler) for signum in signals}
-    try:
-        yield stop
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, signal.SIG_DFL if old is None else old)
 
 
 # --------------------------------------------------------------------------------------------
@@ -516,7 +420,7 @@ def _train_steps(
     run: _Run,
     train: MNIST,
     total_steps: int,
-    stop: _Stop,
+    stop: Stop,
     bar: tqdm,
     on_step: Callable[[int, float], None] | None,
 ) -> None:
@@ -548,7 +452,7 @@ def _train_steps(
 
 def _close_epoch(run: _Run, valid: MNIST | None, per_epoch: int) -> None:
     """Append the epoch's row to the history; at an epoch boundary, reset the epoch's sums
-    (after a final partial epoch they stay, for :func:`_reopen_partial_epoch`)."""
+    (after a final partial epoch they stay, for :func:`samplegrad._runs.reopen_partial_epoch`)."""
     state = run.state
     epoch = math.ceil(state.step / per_epoch)
     state.history.append(
@@ -564,18 +468,11 @@ def _close_epoch(run: _Run, valid: MNIST | None, per_epoch: int) -> None:
         state.epoch_elbo_sum, state.epoch_images, state.epoch_seconds = 0.0, 0, 0.0
 
 
-def _reopen_partial_epoch(state: _State, per_epoch: int) -> None:
-    """Drop the row of a final partial epoch (a finished ``steps`` run) that training is about
-    to continue: its sums are still open, and the epoch gets one row when it ends."""
-    if state.history and state.history[-1]["step"] == state.step and state.step % per_epoch:
-        state.history.pop()
-
-
 def _loop(
     run: _Run,
     train: MNIST,
     valid: MNIST | None,
-    stop: _Stop,
+    stop: Stop,
     on_step: Callable[[int, float], None] | None,
 ) -> None:
     """Epoch after epoch until the last step or a signal; metrics and checkpoint per epoch."""
@@ -583,9 +480,9 @@ def _loop(
     per_epoch = config.steps_per_epoch(len(train))
     total = config.steps if config.steps is not None else config.epochs * per_epoch
     out = Path(config.out)
-    show = config.progress and sys.stderr.isatty()
+    show = show_progress(config.progress)
     if state.step < total:
-        _reopen_partial_epoch(state, per_epoch)
+        reopen_partial_epoch(state.history, state.step, per_epoch)
     with tqdm(total=total, initial=min(state.step, total), disable=not show, unit="step") as bar:
         while state.step < total and stop.signum is None:
             _train_steps(run, train, total, stop, bar, on_step)
@@ -593,7 +490,7 @@ def _loop(
                 run.model.eval()
                 _close_epoch(run, valid, per_epoch)
                 run.model.train()
-                _write_csv(out / "metrics.csv", state.history)
+                write_csv(out / "metrics.csv", CSV_COLUMNS, state.history)
             _save_checkpoint(run)
 
 
@@ -613,12 +510,7 @@ def _load_splits(config: TrainConfig) -> tuple[MNIST, MNIST | None, MNIST]:
 
 def _start(config: TrainConfig) -> _Run:
     """A fresh run, or the one restored from the checkpoint when ``config.resume``."""
-    out = Path(config.out)
-    if not config.resume and (out / CHECKPOINT).exists():
-        raise TrainError(
-            f"{out / CHECKPOINT} exists: pass --resume (resume=True) to continue that run, or "
-            "choose another --out (or delete the folder) to start afresh"
-        )
+    refuse_to_overwrite(Path(config.out) / CHECKPOINT, config.resume)
     model, estimator = build_model(config)
     parameters = list(model.parameters())
     if estimator is not None:
@@ -666,21 +558,6 @@ def _summary(run: _Run, test: MNIST) -> dict[str, Any]:
     }
 
 
-def _interrupted(run: _Run, signum: int, checkpoint: Path) -> dict[str, Any]:
-    name = signal.Signals(signum).name
-    tqdm.write(
-        f"samplegrad train: {name} received; stopped after step {run.state.step} and wrote "
-        f"{checkpoint}. Continue with the same options plus --resume (resume=True in Python).",
-        file=sys.stderr,
-    )
-    return {
-        "interrupted": name,
-        "signal": signum,
-        "step": run.state.step,
-        "checkpoint": str(checkpoint),
-    }
-
-
 def fit(config: TrainConfig, *, on_step: Callable[[int, float], None] | None = None) -> dict:
     """Train the VAE of ``config``; return the final metrics (also in ``out/metrics.json``).
 
@@ -701,12 +578,12 @@ def fit(config: TrainConfig, *, on_step: Callable[[int, float], None] | None = N
     train, valid, test = _load_splits(config)
     Path(config.out).mkdir(parents=True, exist_ok=True)
     run = _start(config)
-    with _stop_on_signals() as stop:
+    with stop_on_signals() as stop:
         _loop(run, train, valid, stop, on_step)
     if stop.signum is not None:
-        return _interrupted(run, stop.signum, Path(config.out) / CHECKPOINT)
+        return interrupted(stop.signum, run.state.step, Path(config.out) / CHECKPOINT)
     summary = _summary(run, test)
-    _write_json(Path(config.out) / "metrics.json", summary)
+    write_json(Path(config.out) / "metrics.json", summary)
     _plot(run, test)
     return summary
 

@@ -1,14 +1,18 @@
-"""Variational autoencoders for binarized MNIST, built on samplegrad's estimators.
+"""Models for MNIST built on samplegrad: variational autoencoders and Bayesian classifiers.
 
 - :class:`GaussianVAE`: the tutorial VAE, pathwise through :class:`samplegrad.nn.Sampling`.
 - :class:`BernoulliVAE`, :class:`CategoricalVAE`: discrete latents; ``loss(x, estimator)``
   takes any applicable :class:`samplegrad.Estimator`, e.g. ``make_estimator("disarm", model)``.
+- :class:`BayesianMLP`, :class:`BayesianCNN`: Bayesian classifiers built from
+  :mod:`samplegrad.nn`'s Flipout, local-reparameterization or naive layers, with
+  ``loss(x, y, num_train)`` (the negative ELBO per example) and ``predict(x, num_samples)``.
 
-Every model has ``loss(...) -> LossOutput``, ``elbo(x, num_samples)`` and
+Every VAE has ``loss(...) -> LossOutput``, ``elbo(x, num_samples)`` and
 ``iwae_bound(x, k)``, per image and in nats.
 """
 
 from samplegrad.models._common import LossOutput
+from samplegrad.models.bnn import BayesianClassifier, BayesianCNN, BayesianMLP, BNNLoss
 from samplegrad.models.discrete import BernoulliVAE, CategoricalVAE, DiscreteVAE
 from samplegrad.models.estimators import (
     ESTIMATOR_NAMES,
@@ -20,6 +24,10 @@ from samplegrad.models.gaussian import GaussianVAE
 
 __all__ = [
     "ESTIMATOR_NAMES",
+    "BNNLoss",
+    "BayesianCNN",
+    "BayesianClassifier",
+    "BayesianMLP",
     "BernoulliVAE",
     "CategoricalVAE",
     "DiscreteVAE",
