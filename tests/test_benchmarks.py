@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fake_mnist import write_fake_mnist
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 PEER_LIBRARIES = {"pyro", "storchastic"}
 
@@ -45,3 +47,24 @@ def test_overhead_quick_run_writes_its_results(tmp_path):
         else:
             assert row["us_per_estimate"] > 0
     assert (tmp_path / "overhead.md").read_text().startswith("# samplegrad overhead")
+
+
+def test_gpu_benchmark_runs_on_the_cpu_and_says_so(tmp_path):
+    """``benchmarks/gpu.py`` without a CUDA device: the same loops on the CPU, named as such
+    (compiled rows skipped here: compilation takes tens of seconds)."""
+    data = write_fake_mnist(tmp_path / "mnist", n_train=512, n_test=16)
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu.py"), "--quick", "--no-compile",
+         "--data-dir", str(data), "--out", str(tmp_path)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    report = json.loads((tmp_path / "gpu_cpu.json").read_text())
+    assert report["device"].startswith("CPU")
+    assert any("No CUDA device" in note for note in report["notes"])
+    rows = {(row["model"], row["contender"]): row for row in report["rows"]}
+    for key in (("gaussian", "tutorial"), ("gaussian", "hand"), ("gaussian", "samplegrad"),
+                ("bernoulli", "samplegrad")):  # fmt: skip
+        assert rows[key]["epoch_seconds"] > 0, rows[key]
+    assert rows[("gaussian", "hand")]["ratio_to_hand"] == 1.0
+    assert {row["contender"] for row in report["micro"]} == {"hand", "samplegrad"}
+    assert (tmp_path / "gpu_cpu.md").read_text().startswith("# One device, one run")

@@ -24,6 +24,10 @@ from tqdm.auto import tqdm
 
 from samplegrad._files import write_atomic
 
+POSTFIX_EVERY = 50
+"""Steps between updates of a progress bar's running number: each reads one value back from
+the device, which would otherwise stall an asynchronous device every step."""
+
 
 class TrainError(ValueError):
     """A training request that cannot be carried out: the message says what to change."""

@@ -434,6 +434,12 @@ def _add_train_vae(models: argparse._SubParsersAction) -> None:
         metavar="B",
         help="images per batch when evaluating (default: %(default)s)",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the training step (loss, backward, Adam) with torch.compile; on CUDA "
+        "also capture it as a CUDA graph. The first steps take tens of seconds",
+    )
     parser.set_defaults(run=_run_train_vae(parser))
 
 

@@ -43,6 +43,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from samplegrad._runs import (
+    POSTFIX_EVERY,
     Stop,
     TrainError,
     check_compatible,
@@ -323,24 +324,29 @@ def _train_steps(
     batches = train.batches(config.batch_size, generator=_generator(config, _DATA, epoch))
     # Skipping the batches already trained on draws them again: the epoch's generator ends
     # in the same state as in an uninterrupted run.
+    sums = torch.zeros(2, dtype=torch.float64, device=config.device)  # loss, NLL
     last = time.perf_counter()
-    for x, y in islice(batches, done, None):
-        run.optimizer.zero_grad(set_to_none=True)
-        loss = run.model.loss(x, y, run.num_train, run.sampling)
-        loss.loss.backward()
-        run.optimizer.step()
-        state.step += 1
-        state.loss_sum += loss.loss.item()
-        state.nll_sum += loss.nll.item()
-        state.batches += 1
-        now = time.perf_counter()
-        state.epoch_seconds, last = state.epoch_seconds + now - last, now
-        bar.update(1)
-        bar.set_postfix(nll=f"{loss.nll.item():.3f}", refresh=False)
-        if on_step is not None:
-            on_step(state.step, loss.loss.item())
-        if state.step >= total or stop.signum is not None:
-            return
+    try:
+        for x, y in islice(batches, done, None):
+            run.optimizer.zero_grad(set_to_none=True)
+            loss = run.model.loss(x, y, run.num_train, run.sampling)
+            loss.loss.backward()
+            run.optimizer.step()
+            state.step += 1
+            sums += torch.stack([loss.loss.detach(), loss.nll.detach()])  # no host sync
+            state.batches += 1
+            bar.update(1)
+            if bar.disable is False and state.step % POSTFIX_EVERY == 0:
+                bar.set_postfix(nll=f"{loss.nll.item():.3f}", refresh=False)
+            if on_step is not None:
+                on_step(state.step, loss.loss.item())
+            if state.step >= total or stop.signum is not None:
+                return
+    finally:
+        loss_sum, nll_sum = sums.tolist()  # waits for the device: the time is the work's
+        state.loss_sum += loss_sum
+        state.nll_sum += nll_sum
+        state.epoch_seconds += time.perf_counter() - last
 
 
 def _close_epoch(run: _Run, valid: MNIST | None, per_epoch: int) -> None:
