@@ -5,12 +5,25 @@
 (the same formulas ``torch.distributions`` uses), and every other family is sampled inside
 ``torch.random.fork_rng`` from a seed taken from the generator: the same generator state gives
 the same samples, and the global random state is left untouched.
+
+**Sharded draws** (:func:`sharded`, for data-parallel training): inside the context, noise that
+:func:`standard_normal` and :func:`open_uniform` draw from the named generator is drawn for the
+*whole* batch and this process's rows are kept, so the processes together use exactly the noise
+one process would draw for the whole batch (the generator advances identically everywhere).
+Draws that cannot be sharded that way (Bernoulli and categorical samples, which depend on the
+probabilities of rows this process does not hold, and the forked families) come instead from a
+generator of this process's own, seeded from the shared one and the rows' position.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import math
+from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.distributions import (
@@ -23,6 +36,69 @@ from torch.distributions import (
 )
 
 _SEED_BOUND = 2**62
+
+
+@dataclasses.dataclass
+class _Shard:
+    """Rows ``start:start + rows`` of a batch of ``total`` rows, drawn from ``generator``."""
+
+    generator: torch.Generator
+    start: int
+    rows: int
+    total: int
+    own: torch.Generator | None = None  # for draws that cannot be sharded, made when needed
+
+
+_SHARD: contextvars.ContextVar[_Shard | None] = contextvars.ContextVar("shard", default=None)
+
+
+@contextlib.contextmanager
+def sharded(generator: torch.Generator, start: int, rows: int, total: int) -> Iterator[None]:
+    """While open, draws from ``generator`` are for rows ``start:start + rows`` of a batch of
+    ``total`` (see the module docstring). The batch dimension of a draw of ``shape`` for
+    parameters ``like`` is the first of ``like``'s: ``shape`` is ``(*sample_shape, *like.shape)``.
+    """
+    token = _SHARD.set(_Shard(generator, start, rows, total))
+    try:
+        yield
+    finally:
+        _SHARD.reset(token)
+
+
+def _sharded_draw(
+    make: Callable[[torch.Size], Tensor],
+    shape: torch.Size,
+    like: Tensor,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """``make(shape)``, or inside :func:`sharded` for its generator, this process's rows of
+    ``make`` for the whole batch."""
+    shard = _SHARD.get()
+    if shard is None or generator is not shard.generator:
+        return make(shape)
+    dim = len(shape) - like.dim()
+    if like.dim() == 0 or shape[dim] != shard.rows:
+        raise RuntimeError(
+            f"cannot shard a draw of shape {tuple(shape)} for parameters of shape "
+            f"{tuple(like.shape)}: expected the batch dimension to have {shard.rows} rows"
+        )
+    whole = torch.Size((*shape[:dim], shard.total, *shape[dim + 1 :]))
+    return make(whole).narrow(dim, shard.start, shard.rows).contiguous()
+
+
+def unsharded(generator: torch.Generator | None) -> torch.Generator | None:
+    """The generator for a draw that cannot be sharded: inside :func:`sharded` for
+    ``generator``, this process's own (seeded on first use from ``generator``, which thus
+    advances identically in every process, and from the shard's first row); else
+    ``generator``."""
+    shard = _SHARD.get()
+    if shard is None or generator is not shard.generator:
+        return generator
+    if shard.own is None:
+        seed = int(torch.randint(_SEED_BOUND, (), generator=generator, device=generator.device))
+        own_seed = int(np.random.SeedSequence([seed, shard.start]).generate_state(1, np.uint64)[0])
+        shard.own = torch.Generator(device=generator.device).manual_seed(own_seed >> 1)
+    return shard.own
 
 
 def draw(
@@ -60,7 +136,7 @@ def _sample(dist: Distribution, sample_shape: torch.Size, generator: torch.Gener
         return _rsample(dist, sample_shape, generator)
     if type(dist) is Bernoulli:
         probs = dist.probs.expand(dist._extended_shape(sample_shape))
-        return torch.bernoulli(probs, generator=generator)
+        return torch.bernoulli(probs, generator=unsharded(generator))
     if type(dist) is Categorical:
         return categorical_indices(dist.probs, sample_shape, generator)
     if type(dist) is OneHotCategorical:
@@ -76,13 +152,18 @@ def categorical_indices(
     """Category indices of shape ``(*sample_shape, *probs.shape[:-1])``, as ``Categorical``."""
     num_categories = probs.shape[-1]
     probs_2d = probs.reshape(-1, num_categories)
-    indices = torch.multinomial(probs_2d, math.prod(sample_shape), True, generator=generator).T
+    draws = math.prod(sample_shape)
+    indices = torch.multinomial(probs_2d, draws, True, generator=unsharded(generator)).T
     return indices.reshape(*sample_shape, *probs.shape[:-1])
 
 
 def standard_normal(shape: torch.Size, like: Tensor, generator: torch.Generator | None) -> Tensor:
     """N(0, 1) noise of ``shape`` on ``like``'s device and dtype."""
-    return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
+
+    def make(size: torch.Size) -> Tensor:
+        return torch.randn(size, generator=generator, dtype=like.dtype, device=like.device)
+
+    return _sharded_draw(make, shape, like, generator)
 
 
 def open_uniform(shape: torch.Size, like: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -92,7 +173,11 @@ def open_uniform(shape: torch.Size, like: Tensor, generator: torch.Generator | N
     drawn in float32 and cast by the caller after it has been transformed.
     """
     dtype = like.dtype if torch.finfo(like.dtype).bits >= 32 else torch.float32
-    u = torch.rand(shape, generator=generator, dtype=dtype, device=like.device)
+
+    def make(size: torch.Size) -> Tensor:
+        return torch.rand(size, generator=generator, dtype=dtype, device=like.device)
+
+    u = _sharded_draw(make, shape, like, generator)
     finfo = torch.finfo(dtype)
     return u.clamp(min=finfo.tiny, max=1.0 - finfo.eps)
 
@@ -105,6 +190,7 @@ def _draw_forked(
     reparameterized: bool,
 ) -> Tensor:
     """Any other family: sample from the global RNG, seeded from ``generator`` and restored."""
+    generator = unsharded(generator)
     seed = int(torch.randint(_SEED_BOUND, (), generator=generator, device=generator.device))
     device = generator.device
     fork_devices = (

@@ -25,6 +25,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from samplegrad import _distributed as distributed
 from samplegrad.compare import (
     PROBLEMS,
     CompareError,
@@ -458,10 +459,11 @@ def _run_train_vae(parser: argparse.ArgumentParser) -> Callable[[argparse.Namesp
             parser.error(f"cannot write to {args.out}: {error}")
         if "interrupted" in result:
             return 128 + result["signal"]
-        print(
-            f"test ELBO {result['test_elbo']:.2f}, IWAE (k={result['iwae_k']}) "
-            f"{result['test_iwae']:.2f} nats per image; wrote {args.out}/metrics.json"
-        )
+        if distributed.is_main():  # under torchrun, every process returns the same summary
+            print(
+                f"test ELBO {result['test_elbo']:.2f}, IWAE (k={result['iwae_k']}) "
+                f"{result['test_iwae']:.2f} nats per image; wrote {args.out}/metrics.json"
+            )
         return 0
 
     return run

@@ -41,6 +41,40 @@ write the checkpoint and stop; :func:`fit` then returns ``{"interrupted": ..., .
 of the final metrics. A second signal aborts at once (the checkpoint on disk is always whole:
 every file is written to a temporary name and renamed). The previous handlers are restored
 when :func:`fit` returns.
+
+**Many processes.** Under ``torchrun --nproc-per-node W -m samplegrad train vae ...`` (or any
+script calling :func:`fit` under ``torchrun``), the W processes train one model with
+``DistributedDataParallel`` (:mod:`samplegrad._distributed`: gloo on the CPU, NCCL with one GPU
+per process). The aim is that W processes compute *the same run* as one process with the same
+options, to float rounding: then every number in this library (the quality tables, resumed
+runs, the seeds) means the same with or without ``torchrun``, and a test can check the
+distributed plumbing exactly instead of statistically. Hence:
+
+- ``batch_size`` is the *global* batch (a multiple of W). Every process draws the same
+  permutation and the same dynamic binarization of each global batch (the same data generator)
+  and keeps its contiguous share of the rows, ``batch_size / W`` (the last batch of an epoch
+  may split one row apart; it must have at least W images).
+- The latent noise is drawn as one process would draw it for the whole global batch, each
+  process keeping its rows (:func:`samplegrad._sampling.sharded`); the sampling generator thus
+  advances identically everywhere. That holds for the Gaussian, uniform and Gumbel noise of the
+  pathwise, ARM/DisARM, REBAR/RELAX and Gumbel-Softmax estimators. Noise that depends on the
+  probabilities of other processes' rows (the Bernoulli and categorical samples of the score
+  function and straight-through estimators) comes from a per-process generator seeded from the
+  shared one and the process's rows instead: independent across processes and reproducible,
+  but not the single-process draw.
+- Each process's loss is the mean negative ELBO (KL term included, per image) over its rows,
+  weighted by ``W * rows / batch`` (1 for equal shares); DDP averages the gradients over the
+  processes, which makes them the gradient of the mean over the global batch. The model and the
+  estimator are wrapped together, so the estimator's parameters (REBAR's temperature and
+  ``eta``, RELAX's control network) are averaged too, and its buffers (the moving average of
+  ``score-ma``, updated from rank 0's rows) are copied from rank 0 before every step.
+- The training ELBO sums and image counts are summed over the processes after every step, so
+  the metrics rows are those of the global batches; a signal in any process stops all of them
+  after the same step. Rank 0 alone evaluates (validation and test, on the whole splits, with
+  the single-process generators) and writes ``metrics.csv``, ``checkpoint.pt`` (of the
+  unwrapped modules: interchangeable with single-process checkpoints), ``metrics.json`` and the
+  plots; :func:`fit` returns rank 0's summary in every process. ``resume`` loads the checkpoint
+  in every process.
 """
 
 from __future__ import annotations
@@ -58,6 +92,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from samplegrad import _distributed as distributed
 from samplegrad._runs import (
     POSTFIX_EVERY,
     Stop,
@@ -317,6 +352,20 @@ def _loss(
     return model.loss(x, estimator, num_samples, generator)
 
 
+class _Objective(nn.Module):
+    """The model and its estimator as one module whose ``forward`` is the training loss: the
+    module that ``DistributedDataParallel`` wraps, so that the gradients of both are averaged
+    over the processes."""
+
+    def __init__(self, model: nn.Module, estimator: Estimator | None) -> None:
+        super().__init__()
+        self.model = model
+        self.estimator = estimator
+
+    def forward(self, x: Tensor, num_samples: int, generator: torch.Generator) -> LossOutput:
+        return _loss(self.model, self.estimator, x, num_samples, generator)
+
+
 def training_step(
     model: nn.Module,
     estimator: Estimator | None,
@@ -325,20 +374,28 @@ def training_step(
     num_samples: int,
     generator: torch.Generator,
     compile: bool = False,
+    objective: nn.Module | None = None,
 ) -> Callable[[Tensor], Tensor]:
     """One optimiser step of a VAE on a batch ``x``, as a function: zero the gradients, the
     loss (``model.loss`` with ``estimator`` for a discrete VAE), backward, ``optimizer.step``;
-    it returns the per-image ELBO estimates, detached, and reads nothing back to the host, so a
-    loop of steps runs ahead of an asynchronous device.
+    it returns the per-image ELBO estimates of this process's rows, detached, and reads
+    nothing back to the host, so a loop of steps runs ahead of an asynchronous device.
 
     With ``compile=True`` the loss (forward and, through AOTAutograd, backward) and the
     optimiser step are each compiled by ``torch.compile`` (inductor: fused element-wise kernels
     and a fused Adam; on CUDA, ``mode="reduce-overhead"`` also captures CUDA graphs). The first
     calls compile (tens of seconds).
+
+    Under ``torchrun`` (module docstring, "Many processes") ``x`` is the global batch: each
+    process trains on its rows, with ``objective`` the model and estimator wrapped in
+    ``DistributedDataParallel``, and its loss weighted so that the averaged gradient is that of
+    the global mean.
     """
+    objective = _Objective(model, estimator) if objective is None else objective
+    world = distributed.world_size()
 
     def loss(x: Tensor) -> LossOutput:
-        return _loss(model, estimator, x, num_samples, generator)
+        return objective(x, num_samples, generator)
 
     optimizer_step = optimizer.step
     if compile:
@@ -348,9 +405,12 @@ def training_step(
         optimizer_step = torch.compile(optimizer.step, mode=mode)
 
     def step(x: Tensor) -> Tensor:
+        rows = distributed.shard(len(x))  # all of x in a single process
         optimizer.zero_grad(set_to_none=True)
-        output = loss(x)
-        output.loss.backward()
+        with distributed.sharded_noise(generator, rows, len(x)):
+            output = loss(x[rows])
+        # The weight (1 in a single process) makes DDP's average the global mean's gradient.
+        (output.loss * (world * len(output.elbo) / len(x))).backward()
         optimizer_step()
         return output.elbo
 
@@ -379,6 +439,7 @@ class _Run:
     config: TrainConfig
     model: nn.Module
     estimator: Estimator | None
+    objective: nn.Module  # _Objective, in DistributedDataParallel under torchrun
     optimizer: torch.optim.Optimizer
     sampling: torch.Generator
     state: _State
@@ -393,6 +454,7 @@ class _Run:
             num_samples=self.config.num_samples,
             generator=self.sampling,
             compile=self.config.compile,
+            objective=self.objective,
         )
 
 
@@ -486,6 +548,7 @@ def _train_steps(
     per_epoch = config.steps_per_epoch(len(train))
     epoch, done = divmod(state.step, per_epoch)
     batches = train.batches(config.batch_size, generator=_generator(config, _DATA, epoch))
+    device, world = torch.device(config.device), distributed.world_size()
     # Skipping the batches already trained on draws them again: the epoch's generator ends
     # in the same state as in an uninterrupted run.
     elbo_sum = torch.zeros((), dtype=torch.float64, device=config.device)
@@ -495,16 +558,21 @@ def _train_steps(
             elbo = run.step(x)
             state.step += 1
             elbo_sum += elbo.sum()  # on the device: no host synchronisation per step
-            state.epoch_images += len(x)
+            state.epoch_images += len(x)  # the global batch: every process counts it whole
             bar.update(1)
             if bar.disable is False and state.step % POSTFIX_EVERY == 0:
                 bar.set_postfix(elbo=f"{elbo.mean().item():.2f}", refresh=False)
             if on_step is not None:
                 on_step(state.step, elbo.mean().item())
+            if world > 1:  # every process stops after the same step
+                (signum,) = distributed.all_reduce([stop.signum or 0], device, op="max")
+                stop.signum = int(signum) or None
             if state.step >= total_steps or stop.signum is not None:
                 return
     finally:
-        state.epoch_elbo_sum += elbo_sum.item()  # waits for the device: the time is the work's
+        # One read of the device (the time is then the work's) and one reduction per call.
+        (total,) = distributed.all_reduce([elbo_sum.item()], device)
+        state.epoch_elbo_sum += total
         state.epoch_seconds += time.perf_counter() - last
 
 
@@ -537,8 +605,8 @@ def _loop(
     config, state = run.config, run.state
     per_epoch = config.steps_per_epoch(len(train))
     total = config.steps if config.steps is not None else config.epochs * per_epoch
-    out = Path(config.out)
-    show = show_progress(config.progress)
+    out, main = Path(config.out), distributed.is_main()
+    show = show_progress(config.progress) and main
     if state.step < total:
         reopen_partial_epoch(state.history, state.step, per_epoch)
     with tqdm(total=total, initial=min(state.step, total), disable=not show, unit="step") as bar:
@@ -546,10 +614,12 @@ def _loop(
             _train_steps(run, train, total, stop, bar, on_step)
             if state.step % per_epoch == 0 or state.step >= total:
                 run.model.eval()
-                _close_epoch(run, valid, per_epoch)
+                _close_epoch(run, valid if main else None, per_epoch)
                 run.model.train()
-                write_csv(out / "metrics.csv", CSV_COLUMNS, state.history)
-            _save_checkpoint(run)
+                if main:
+                    write_csv(out / "metrics.csv", CSV_COLUMNS, state.history)
+            if main:
+                _save_checkpoint(run)
 
 
 def _load_splits(config: TrainConfig) -> tuple[MNIST, MNIST | None, MNIST]:
@@ -577,6 +647,7 @@ def _start(config: TrainConfig) -> _Run:
         config,
         model,
         estimator,
+        distributed.data_parallel(_Objective(model, estimator), torch.device(config.device)),
         torch.optim.Adam(parameters, lr=config.lr),
         _generator(config, _SAMPLING),
         _State(),
@@ -619,6 +690,9 @@ def _summary(run: _Run, test: MNIST) -> dict[str, Any]:
 def fit(config: TrainConfig, *, on_step: Callable[[int, float], None] | None = None) -> dict:
     """Train the VAE of ``config``; return the final metrics (also in ``out/metrics.json``).
 
+    Under ``torchrun``, every process calls it and they train together (module docstring,
+    "Many processes"); it joins the process group unless one is open, and leaves what it joined.
+
     Args:
         config: the run (see :class:`TrainConfig`).
         on_step: called after every optimiser step with the step count and the batch's mean
@@ -633,17 +707,45 @@ def fit(config: TrainConfig, *, on_step: Callable[[int, float], None] | None = N
         samplegrad.data.MNISTNotFoundError, CorruptDataError: the data cannot be read;
         OSError: ``out`` cannot be written.
     """
-    train, valid, test = _load_splits(config)
-    Path(config.out).mkdir(parents=True, exist_ok=True)
-    run = _start(config)
-    with stop_on_signals() as stop:
-        _loop(run, train, valid, stop, on_step)
-    if stop.signum is not None:
-        return interrupted(stop.signum, run.state.step, Path(config.out) / CHECKPOINT)
-    summary = _summary(run, test)
-    write_json(Path(config.out) / "metrics.json", summary)
-    _plot(run, test)
-    return summary
+    with distributed.process_group(torch.device(config.device)):
+        train, valid, test = _load_splits(config)
+        _check_processes(config, len(train))
+        Path(config.out).mkdir(parents=True, exist_ok=True)
+        run = _start(config)
+        with stop_on_signals() as stop:
+            _loop(run, train, valid, stop, on_step)
+        if stop.signum is not None:
+            return interrupted(stop.signum, run.state.step, Path(config.out) / CHECKPOINT)
+        summary = None
+        if distributed.is_main():
+            summary = _summary(run, test)
+            write_json(Path(config.out) / "metrics.json", summary)
+            _plot(run, test)
+        return distributed.broadcast(summary)
+
+
+def _check_processes(config: TrainConfig, num_train: int) -> None:
+    """Under ``torchrun``: :class:`TrainError` unless the global batch (and the last one of an
+    epoch) can be shared by the processes and each has a GPU of its own."""
+    world = distributed.world_size()
+    if world == 1:
+        return
+    if config.batch_size % world:
+        raise TrainError(
+            f"batch_size {config.batch_size} is the global batch, shared by the {world} "
+            f"processes, so it must be a multiple of {world}"
+        )
+    last = num_train % config.batch_size
+    if 0 < last < world:
+        raise TrainError(
+            f"the last batch of each epoch has {last} of the {num_train} training images, fewer "
+            f"than the {world} processes; choose another batch_size or validation_size"
+        )
+    if torch.device(config.device).index is not None:
+        raise TrainError(
+            f"under torchrun give device 'cuda', not {config.device!r}: each process uses the "
+            "GPU cuda:LOCAL_RANK"
+        )
 
 
 def _plot(run: _Run, test: MNIST) -> None:

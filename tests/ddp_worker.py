@@ -1,0 +1,52 @@
+"""Run by ``tests/test_distributed.py`` under ``torchrun``: ``samplegrad`` command lines in one
+launch, recording what each process holds and refusing any file written outside rank 0.
+
+Usage: ``torchrun ... tests/ddp_worker.py DUMP_DIR RUNS_JSON``, ``RUNS_JSON`` a list of
+argument lists for :func:`samplegrad.cli.main` (what ``python -m samplegrad`` runs). The worker
+opens the process group itself, so several runs share one launch (``fit`` uses an open group);
+after each run's training, every process saves its model's parameters as
+``DUMP_DIR/<out folder name>.rank<R>.pt``. In processes other than rank 0, writing a metrics
+file or checkpoint, or plotting, raises instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from samplegrad import _runs, cli, train
+
+
+def main(dump: Path, runs: list[list[str]]) -> int:
+    dist.init_process_group(backend="gloo")
+    rank = dist.get_rank()
+    loop = train._loop
+
+    def loop_and_dump(run: Any, *args: Any) -> None:
+        loop(run, *args)
+        name = Path(run.config.out).name
+        torch.save(run.model.state_dict(), dump / f"{name}.rank{rank}.pt")
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"rank {rank} wrote a file: {args[0]}")
+
+    train._loop = loop_and_dump
+    if rank:
+        _runs.write_atomic = refuse
+        train._plot = refuse
+    try:
+        for args in runs:
+            if code := cli.main(args):
+                return code
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(Path(sys.argv[1]), json.loads(sys.argv[2])))

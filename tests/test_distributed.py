@@ -1,0 +1,150 @@
+"""``torchrun`` with two CPU processes trains the same VAE as one process with the same options.
+
+Both runs of each model (Gaussian, and Bernoulli with DisARM) train on a tiny fake MNIST, 48
+training images in global batches of 16, for two epochs (six steps): the two processes must
+end with identical parameters, rank 0's checkpoint must hold the single-process run's
+parameters to float rounding (the processes draw the single process's data order,
+binarization and noise and keep their rows; see :mod:`samplegrad.train`), and only rank 0 may
+write files (``tests/ddp_worker.py`` makes any other write fail). Without processes: the
+sharded noise draws and the checks of the global batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from samplegrad import _distributed as distributed
+from samplegrad import train
+from samplegrad._sampling import open_uniform, sharded, standard_normal, unsharded
+from samplegrad.cli import main as cli_main
+from samplegrad.train import CHECKPOINT, TrainConfig, TrainError
+
+from fake_mnist import write_fake_mnist
+
+pytestmark = pytest.mark.usefixtures("offline")
+
+RUNS = {
+    "gaussian": ["--latent", "gaussian"],
+    "disarm": ["--latent", "bernoulli", "--arch", "linear", "--estimator", "disarm"],
+}
+FILES = {"metrics.csv", "metrics.json", CHECKPOINT, "reconstructions.png", "prior_samples.png"}
+FILES |= {"elbo.png"}
+TESTS = Path(__file__).parent
+TOLERANCE = 2e-5
+"""Of the parameters, after six Adam steps with lr 1e-3. The gradients agree to float rounding,
+but Adam divides each by its running RMS, so a coordinate whose gradients are near Adam's eps
+(1e-8) turns rounding into a visible part of its step: measured here, 7e-6 for one of the
+Gaussian VAE's 313 600 first-layer weights, 2e-7 at most otherwise. A sharding or seeding
+mistake moves parameters by a good part of lr * steps (6e-3)."""
+
+
+def command(data_dir: Path, out: Path, options: list[str]) -> list[str]:
+    return [
+        "train", "vae", *options, "--num-samples", "2", "--epochs", "2", "--batch-size", "16",
+        "--validation-size", "16", "--eval-batch-size", "16", "--iwae-k", "5",
+        "--data-dir", str(data_dir), "--out", str(out), "--no-progress",
+    ]  # fmt: skip
+
+
+def parameters(path: Path) -> dict[str, torch.Tensor]:
+    payload = torch.load(path, weights_only=True)
+    return payload["model"] if path.name == CHECKPOINT else payload
+
+
+def train_elbos(out: Path) -> list[float]:
+    with open(out / "metrics.csv", newline="") as file:
+        return [float(row["train_elbo"]) for row in csv.DictReader(file)]
+
+
+@pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()),
+    reason="torch.distributed with the gloo backend is not available in this torch build",
+)
+def test_two_processes_train_as_one(tmp_path: Path) -> None:
+    data_dir = write_fake_mnist(tmp_path / "mnist", 64, 16)
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    runs = [command(data_dir, tmp_path / name, options) for name, options in RUNS.items()]
+    source = str(TESTS.parent / "src")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, (source, os.environ.get("PYTHONPATH")))),
+        "OMP_NUM_THREADS": "1",
+    }
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    process = subprocess.run(
+        [*launch, "--standalone", str(TESTS / "ddp_worker.py"), str(dump), json.dumps(runs)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert process.returncode == 0, process.stderr[-4000:]
+    assert process.stdout.count("test ELBO") == len(RUNS)  # printed by rank 0 only
+
+    for name, options in RUNS.items():
+        out, single = tmp_path / name, tmp_path / f"{name}-single"
+        assert set(os.listdir(out)) == FILES
+        ranks = [parameters(dump / f"{name}.rank{rank}.pt") for rank in (0, 1)]
+        written, alone = parameters(out / CHECKPOINT), None
+        assert cli_main(command(data_dir, single, options)) == 0
+        alone = parameters(single / CHECKPOINT)
+        for key, tensor in written.items():
+            assert torch.equal(ranks[0][key], ranks[1][key]), f"{name}: ranks differ in {key}"
+            assert torch.equal(tensor, ranks[0][key]), key
+            difference = (tensor - alone[key]).abs().max().item()
+            assert difference < TOLERANCE, f"{name}.{key}: {difference:.2e} from one process"
+        assert train_elbos(out) == pytest.approx(train_elbos(single), rel=1e-5)
+        metrics = [json.loads((folder / "metrics.json").read_text()) for folder in (out, single)]
+        assert metrics[0]["test_elbo"] == pytest.approx(metrics[1]["test_elbo"], rel=1e-4)
+
+
+@pytest.mark.parametrize("draw", [standard_normal, open_uniform])
+def test_sharded_draws_are_the_rows_of_the_whole_draw(draw: Callable[..., torch.Tensor]) -> None:
+    """Two shards of a batch of 5 (rows 0:2 and 2:5) together draw what one process draws, and
+    leave the generator where one process leaves it."""
+    like, shape = torch.zeros(5, 3), torch.Size((2, 5, 3))  # 2 samples of a (5, 3) batch
+    whole_generator = torch.Generator().manual_seed(7)
+    whole = draw(shape, like, whole_generator)
+    parts = []
+    for start, stop in ((0, 2), (2, 5)):
+        generator = torch.Generator().manual_seed(7)
+        with sharded(generator, start, stop - start, 5):
+            parts.append(draw(torch.Size((2, stop - start, 3)), like[start:stop], generator))
+        assert torch.equal(generator.get_state(), whole_generator.get_state())
+    assert torch.equal(torch.cat(parts, dim=1), whole)
+
+
+def test_unshardable_draws_use_a_generator_per_shard() -> None:
+    generator = torch.Generator().manual_seed(7)
+    own = []
+    for start in (0, 2):
+        with sharded(generator, start, 2, 4):
+            own.append(unsharded(generator))
+            assert unsharded(generator) is own[-1]  # one per step
+            assert unsharded(torch.Generator()) is not own[-1]  # other generators unchanged
+    assert torch.rand(3, generator=own[0]).tolist() != torch.rand(3, generator=own[1]).tolist()
+    assert unsharded(generator) is generator  # outside the context
+
+
+def test_the_global_batch_must_split_over_the_processes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(distributed, "world_size", lambda: 4)
+    config = TrainConfig(latent="gaussian", batch_size=18, out=str(tmp_path))
+    with pytest.raises(TrainError, match="must be a multiple of 4"):
+        train._check_processes(config, 48)
+    config.batch_size = 20
+    with pytest.raises(TrainError, match="has 2 of the 42 training images, fewer than the 4"):
+        train._check_processes(config, 42)
+    train._check_processes(config, 44)  # a last batch of 4: one image each
