@@ -20,7 +20,8 @@ Gaussian VAE (784-400-20, one pathwise sample, Adam 1e-3):
   batches from ``MNIST.batches``; ``samplegrad-compiled``: the same with ``compile=True``.
 
 Bernoulli VAE (``BernoulliVAE("linear")``, 200 binary latents, DisARM with 2 samples):
-``samplegrad`` and ``samplegrad-compiled``.
+``samplegrad`` and ``samplegrad-compiled``. For both models, ``samplegrad-seeds8``: 8
+replicas with their own seeds in one batched step (``samplegrad train vae --seeds 8``).
 
 Peak memory (CUDA only): ``torch.cuda.max_memory_allocated`` during the timed steps, against
 the hand loop's. Then the estimator micro-benchmarks of ``benchmarks/overhead.py`` on the same
@@ -55,8 +56,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import samplegrad
+from samplegrad._sampling import ReplicaGenerators
 from samplegrad.data import MNIST, load_mnist
 from samplegrad.models import BernoulliVAE, GaussianVAE, make_estimator
+from samplegrad.models.replicated import replicate
 from samplegrad.train import training_step
 
 from _machine import cpu_model, source_revision
@@ -65,6 +68,8 @@ BATCH_SIZE = 128
 LEARNING_RATE = 1e-3
 STEPS_PER_EPOCH = 469  # ceil(60 000 / 128)
 SEED = 0
+SEEDS = 8
+"""Replicas of the ``--seeds`` rows."""
 
 
 @dataclass(frozen=True)
@@ -272,36 +277,53 @@ def pyro_loop(images: Tensor, device: torch.device) -> Contender | str:
     return Contender("gaussian", "pyro", make, f"pyro {pyro.__version__}, SVI + Trace_ELBO")
 
 
-def samplegrad_loop(
-    data: MNIST, device: torch.device, model_name: str, compiled: bool
-) -> Contender:
-    def make() -> Callable[[], None]:
+def seeded_model(model_name: str, seed: int, device: torch.device) -> tuple[nn.Module, object]:
+    """The model (and estimator) a run with ``seed`` starts from."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         if model_name == "gaussian":
-            model, estimator, num_samples = initial_model(device), None, 1
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(SEED)
-                model = BernoulliVAE("linear").to(device)
-                estimator = make_estimator("disarm", model).to(device)
-            num_samples = 2
+            return GaussianVAE(latent_dim=20, hidden=400).to(device), None
+        model = BernoulliVAE("linear").to(device)
+        return model, make_estimator("disarm", model).to(device)
+
+
+def samplegrad_loop(
+    data: MNIST, device: torch.device, model_name: str, compiled: bool, seeds: int = 1
+) -> Contender:
+    """``samplegrad.train.training_step``; with ``seeds > 1``, that many replicas in one
+    batched step (``samplegrad.models.replicated``, one generator per replica), as
+    ``samplegrad train vae --seeds`` trains them."""
+
+    def make() -> Callable[[], None]:
+        models = [seeded_model(model_name, SEED + s, device) for s in range(seeds)]
+        estimator = models[0][1]
+        model = models[0][0] if seeds == 1 else replicate([m for m, _ in models])
         optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-        generator = torch.Generator(device=device).manual_seed(SEED)
+        generators = [torch.Generator(device=device).manual_seed(SEED + s) for s in range(seeds)]
+        generator = generators[0] if seeds == 1 else ReplicaGenerators(generators)
         step_fn = training_step(
-            model, estimator, optimizer, num_samples=num_samples, generator=generator,
-            compile=compiled,
+            model, estimator, optimizer, num_samples=1 if model_name == "gaussian" else 2,
+            generator=generator, compile=compiled, replicas=seeds,
         )  # fmt: skip
-        batches = forever(lambda: (x for x, _ in data.batches(BATCH_SIZE, generator=generator)))
+        streams = [
+            forever(lambda g=g: (x for x, _ in data.batches(BATCH_SIZE, generator=g)))
+            for g in generators
+        ]
         total = torch.zeros((), device=device)
 
         def step() -> None:
             nonlocal total
-            total = total + step_fn(next(batches)).sum()
+            x = next(streams[0]) if seeds == 1 else torch.stack([next(s) for s in streams])
+            total = total + step_fn(x).sum()
 
         return step
 
-    name = "samplegrad-compiled" if compiled else "samplegrad"
+    name = (
+        "samplegrad" + ("-compiled" if compiled else "") + (f"-seeds{seeds}" if seeds > 1 else "")
+    )
     what = "DisARM, 2 samples" if model_name == "bernoulli" else "pathwise, 1 sample"
-    note = f"samplegrad.train.training_step ({what}{', torch.compile' if compiled else ''})"
+    extras = (", torch.compile" if compiled else "") + (f", {seeds} replicas" if seeds > 1 else "")
+    note = f"samplegrad.train.training_step ({what}{extras})"
     return Contender(model_name, name, make, note)
 
 
@@ -420,6 +442,10 @@ def targets(table: list[dict[str, object]], device: torch.device) -> list[str]:
 
     compiled = epoch.get(("gaussian", "samplegrad-compiled"))
     hand_epoch = epoch.get(("gaussian", "hand"))
+    for model in ("gaussian", "bernoulli"):
+        one, many = epoch.get((model, "samplegrad")), epoch.get((model, f"samplegrad-seeds{SEEDS}"))
+        if one and many:
+            check(f"{model} VAE: {SEEDS} seeds / one seed, time per epoch", many / one, 2.0)
     if device.type == "cuda":
         check("Gaussian VAE epoch, compiled samplegrad, s", compiled, 0.05)
         tutorial_epoch = epoch.get(("gaussian", "tutorial"))
@@ -507,6 +533,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     for model_name in ("gaussian", "bernoulli"):
         for compiled in (False, True) if args.compile else (False,):
             contenders.append(samplegrad_loop(data, device, model_name, compiled))
+        contenders.append(samplegrad_loop(data, device, model_name, False, SEEDS))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # compile-time chatter
         for contender in contenders:

@@ -63,7 +63,8 @@ def test_gpu_benchmark_runs_on_the_cpu_and_says_so(tmp_path):
     assert any("No CUDA device" in note for note in report["notes"])
     rows = {(row["model"], row["contender"]): row for row in report["rows"]}
     for key in (("gaussian", "tutorial"), ("gaussian", "hand"), ("gaussian", "samplegrad"),
-                ("bernoulli", "samplegrad")):  # fmt: skip
+                ("bernoulli", "samplegrad"), ("gaussian", "samplegrad-seeds8"),
+                ("bernoulli", "samplegrad-seeds8")):  # fmt: skip
         assert rows[key]["epoch_seconds"] > 0, rows[key]
     assert rows[("gaussian", "hand")]["ratio_to_hand"] == 1.0
     assert {row["contender"] for row in report["micro"]} == {"hand", "samplegrad"}

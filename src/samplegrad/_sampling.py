@@ -13,6 +13,14 @@ one process would draw for the whole batch (the generator advances identically e
 Draws that cannot be sharded that way (Bernoulli and categorical samples, which depend on the
 probabilities of rows this process does not hold, and the forked families) come instead from a
 generator of this process's own, seeded from the shared one and the rows' position.
+
+**Replicas.** Where a batch stacks ``R`` independent replicas of a model (``samplegrad train
+vae --seeds R``), a :class:`ReplicaGenerators` holds one generator per replica. The replica
+dimension is the *first* dimension of the distribution's parameters (its batch shape is
+``(R, B, ...)``), so in a draw of ``(*sample_shape, R, B, ...)`` it follows the sample
+dimensions. Each replica's slice is drawn from its own generator with the shape a lone
+replica would draw, so replica ``r`` gets exactly the noise of a single run with generator
+``r``. Families sampled through the global state (:func:`_draw_forked`) are not supported.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import contextlib
 import contextvars
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -101,10 +109,54 @@ def unsharded(generator: torch.Generator | None) -> torch.Generator | None:
     return shard.own
 
 
+class ReplicaGenerators:
+    """One ``torch.Generator`` per replica, all on one device (see the module docstring).
+
+    ``get_state``/``set_state`` stack and unstack the generators' states, so a checkpoint
+    stores them as one tensor, as it would a single generator's.
+    """
+
+    def __init__(self, generators: Sequence[torch.Generator]) -> None:
+        self.generators = tuple(generators)
+        if not self.generators or len({str(g.device) for g in self.generators}) != 1:
+            raise ValueError("ReplicaGenerators needs at least one generator, all on one device")
+        self.device = self.generators[0].device
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def __iter__(self) -> Iterator[torch.Generator]:
+        return iter(self.generators)
+
+    def get_state(self) -> Tensor:
+        return torch.stack([g.get_state() for g in self.generators])
+
+    def set_state(self, state: Tensor) -> None:
+        if len(state) != len(self.generators):
+            raise ValueError(f"state of {len(state)} generators for {len(self)} replicas")
+        for generator, row in zip(self.generators, state, strict=True):
+            generator.set_state(row.clone())
+
+
+Generator = torch.Generator | ReplicaGenerators
+"""What the sampling functions accept besides ``None``."""
+
+
+def _per_replica(
+    generators: ReplicaGenerators, axis: int, sample: Callable[[int, torch.Generator], Tensor]
+) -> Tensor:
+    """``sample(r, generator_r)`` for every replica, stacked along ``axis``."""
+    return torch.stack([sample(r, g) for r, g in enumerate(generators)], axis)
+
+
+def _without(shape: torch.Size, axis: int) -> torch.Size:
+    return torch.Size((*shape[:axis], *shape[axis + 1 :]))
+
+
 def draw(
     dist: Distribution,
     sample_shape: torch.Size,
-    generator: torch.Generator | None,
+    generator: Generator | None,
     *,
     reparameterized: bool,
 ) -> Tensor:
@@ -120,7 +172,7 @@ def draw(
         return _sample(dist, sample_shape, generator)
 
 
-def _rsample(dist: Distribution, sample_shape: torch.Size, generator: torch.Generator) -> Tensor:
+def _rsample(dist: Distribution, sample_shape: torch.Size, generator: Generator) -> Tensor:
     if isinstance(dist, Independent):
         return _rsample(dist.base_dist, sample_shape, generator)
     if type(dist) is Normal:
@@ -129,14 +181,13 @@ def _rsample(dist: Distribution, sample_shape: torch.Size, generator: torch.Gene
     return _draw_forked(dist, sample_shape, generator, reparameterized=True)
 
 
-def _sample(dist: Distribution, sample_shape: torch.Size, generator: torch.Generator) -> Tensor:
+def _sample(dist: Distribution, sample_shape: torch.Size, generator: Generator) -> Tensor:
     if isinstance(dist, Independent):
         return _sample(dist.base_dist, sample_shape, generator)
     if type(dist) is Normal:
         return _rsample(dist, sample_shape, generator)
     if type(dist) is Bernoulli:
-        probs = dist.probs.expand(dist._extended_shape(sample_shape))
-        return torch.bernoulli(probs, generator=unsharded(generator))
+        return bernoulli(dist.probs, tuple(sample_shape), generator)
     if type(dist) is Categorical:
         return categorical_indices(dist.probs, sample_shape, generator)
     if type(dist) is OneHotCategorical:
@@ -146,10 +197,26 @@ def _sample(dist: Distribution, sample_shape: torch.Size, generator: torch.Gener
     return _draw_forked(dist, sample_shape, generator, reparameterized=False)
 
 
+def bernoulli(probs: Tensor, sample_shape: tuple[int, ...], generator: Generator | None) -> Tensor:
+    """Bernoulli(``probs``) samples of shape ``(*sample_shape, *probs.shape)``, no gradient."""
+    if isinstance(generator, ReplicaGenerators):
+        return _per_replica(
+            generator, len(sample_shape), lambda r, g: bernoulli(probs[r], sample_shape, g)
+        )
+    expanded = probs.detach().expand(*sample_shape, *probs.shape)
+    return torch.bernoulli(expanded, generator=unsharded(generator))
+
+
 def categorical_indices(
-    probs: Tensor, sample_shape: tuple[int, ...], generator: torch.Generator | None
+    probs: Tensor, sample_shape: tuple[int, ...], generator: Generator | None
 ) -> Tensor:
     """Category indices of shape ``(*sample_shape, *probs.shape[:-1])``, as ``Categorical``."""
+    if isinstance(generator, ReplicaGenerators):
+        return _per_replica(
+            generator,
+            len(sample_shape),
+            lambda r, g: categorical_indices(probs[r], sample_shape, g),
+        )
     num_categories = probs.shape[-1]
     probs_2d = probs.reshape(-1, num_categories)
     draws = math.prod(sample_shape)
@@ -157,8 +224,13 @@ def categorical_indices(
     return indices.reshape(*sample_shape, *probs.shape[:-1])
 
 
-def standard_normal(shape: torch.Size, like: Tensor, generator: torch.Generator | None) -> Tensor:
-    """N(0, 1) noise of ``shape`` on ``like``'s device and dtype."""
+def standard_normal(shape: torch.Size, like: Tensor, generator: Generator | None) -> Tensor:
+    """N(0, 1) noise of ``shape`` (ending in ``like.shape``) on ``like``'s device and dtype."""
+    if isinstance(generator, ReplicaGenerators):
+        axis = len(shape) - like.dim()
+        return _per_replica(
+            generator, axis, lambda r, g: standard_normal(_without(shape, axis), like[r], g)
+        )
 
     def make(size: torch.Size) -> Tensor:
         return torch.randn(size, generator=generator, dtype=like.dtype, device=like.device)
@@ -166,12 +238,18 @@ def standard_normal(shape: torch.Size, like: Tensor, generator: torch.Generator 
     return _sharded_draw(make, shape, like, generator)
 
 
-def open_uniform(shape: torch.Size, like: Tensor, generator: torch.Generator | None) -> Tensor:
+def open_uniform(shape: torch.Size, like: Tensor, generator: Generator | None) -> Tensor:
     """Uniform noise on the *open* interval (0, 1), so ``log(u)`` and ``log1p(-u)`` are finite.
 
-    Low-precision dtypes (float16, bfloat16) have too few values near 0 and 1, so the noise is
-    drawn in float32 and cast by the caller after it has been transformed.
+    ``shape`` ends in ``like.shape``. Low-precision dtypes (float16, bfloat16) have too few
+    values near 0 and 1, so the noise is drawn in float32 and cast by the caller after it has
+    been transformed.
     """
+    if isinstance(generator, ReplicaGenerators):
+        axis = len(shape) - like.dim()
+        return _per_replica(
+            generator, axis, lambda r, g: open_uniform(_without(shape, axis), like[r], g)
+        )
     dtype = like.dtype if torch.finfo(like.dtype).bits >= 32 else torch.float32
 
     def make(size: torch.Size) -> Tensor:
@@ -190,6 +268,12 @@ def _draw_forked(
     reparameterized: bool,
 ) -> Tensor:
     """Any other family: sample from the global RNG, seeded from ``generator`` and restored."""
+    if isinstance(generator, ReplicaGenerators):
+        raise TypeError(
+            f"{type(dist).__name__} is sampled through the global random state, which has no "
+            "per-replica generators; replicated models support Normal, Bernoulli and "
+            "(one-hot) categorical latents"
+        )
     generator = unsharded(generator)
     seed = int(torch.randint(_SEED_BOUND, (), generator=generator, device=generator.device))
     device = generator.device

@@ -15,6 +15,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, Independent
 
+from samplegrad._sampling import Generator, ReplicaGenerators
+
 
 def values_are_checked(dist: Distribution | None = None) -> bool:
     """Whether value checks run now: validation on, and not tracing under ``torch.compile``.
@@ -84,11 +86,12 @@ def parameter_tensors(dist: Distribution) -> list[tuple[str, Tensor]]:
     ]
 
 
-def check_generator(generator: object, dist: Distribution) -> torch.Generator | None:
-    """``generator`` if it is ``None`` or a ``torch.Generator`` on the distribution's device."""
+def check_generator(generator: object, dist: Distribution) -> Generator | None:
+    """``generator`` if it is ``None``, a ``torch.Generator`` or a
+    :class:`~samplegrad._sampling.ReplicaGenerators` on the distribution's device."""
     if generator is None:
         return None
-    if not isinstance(generator, torch.Generator):
+    if not isinstance(generator, torch.Generator | ReplicaGenerators):
         raise TypeError(
             f"generator must be a torch.Generator or None, got {type(generator).__name__}"
         )
@@ -144,7 +147,7 @@ def check_arguments(
     min_num_samples: int,
     needed_by: str,
     name: str = "f",
-) -> tuple[Callable[[Tensor], Tensor], int, torch.Generator | None]:
+) -> tuple[Callable[[Tensor], Tensor], int, Generator | None]:
     """The checks every estimator shares, once ``dist`` is known to be supported: returns the
     shape-checked cost, ``num_samples`` and ``generator``."""
     num_samples = check_num_samples(num_samples, minimum=min_num_samples, why=needed_by)

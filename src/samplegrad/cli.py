@@ -401,6 +401,16 @@ def _add_train_vae(models: argparse._SubParsersAction) -> None:
         help="seeds initialisation, data order, binarization and sampling (default: %(default)s)",
     )
     parser.add_argument(
+        "--seeds",
+        type=_at_least(1),
+        default=defaults.seeds,
+        metavar="N",
+        help="train N independent replicas with the seeds S, S+1, ..., S+N-1 together, one "
+        "batched step for all; metrics.json then lists every per-run number per seed and "
+        "metrics.csv has a row per epoch and seed. Not for the estimators with state "
+        "(score-ma, rebar, relax, enumerate) (default: %(default)s)",
+    )
+    parser.add_argument(
         "--binarize",
         choices=[b.value for b in Binarization],
         default=defaults.binarize,
@@ -412,7 +422,7 @@ def _add_train_vae(models: argparse._SubParsersAction) -> None:
         out=defaults.out,
         device=defaults.device,
         same_on_resume="--latent, --arch, --estimator, --num-samples, --batch-size, --seed, "
-        "--binarize and --device (--epochs, --steps and --lr may change)",
+        "--seeds, --binarize and --device (--epochs, --steps and --lr may change)",
     )
     parser.add_argument(
         "--iwae-k",
@@ -461,12 +471,20 @@ def _run_train_vae(parser: argparse.ArgumentParser) -> Callable[[argparse.Namesp
             return 128 + result["signal"]
         if distributed.is_main():  # under torchrun, every process returns the same summary
             print(
-                f"test ELBO {result['test_elbo']:.2f}, IWAE (k={result['iwae_k']}) "
-                f"{result['test_iwae']:.2f} nats per image; wrote {args.out}/metrics.json"
+                f"test ELBO {_nats(result['test_elbo'])}, IWAE (k={result['iwae_k']}) "
+                f"{_nats(result['test_iwae'])} nats per image; wrote {args.out}/metrics.json"
             )
         return 0
 
     return run
+
+
+def _nats(value: float | list[float]) -> str:
+    """A number of nats, or one per seed (``--seeds``) with their mean."""
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    listed = ", ".join(f"{v:.2f}" for v in value)
+    return f"{sum(value) / len(value):.2f} (mean of {len(value)} seeds: {listed})"
 
 
 def _add_train_policy(models: argparse._SubParsersAction) -> None:

@@ -539,15 +539,19 @@ class VAEEncoder(Problem):
     def from_checkpoint(
         cls, checkpoint: str, data_dir: str | None = None, num_images: int = 100, seed: int = 0
     ) -> VAEEncoder:
-        """The model of a ``samplegrad train vae`` checkpoint and the first ``num_images``
-        MNIST test images, binarized dynamically once with ``seed``."""
+        """The model of a ``samplegrad train vae`` checkpoint (of a ``--seeds`` run, the replica
+        of its ``--seed``) and the first ``num_images`` MNIST test images, binarized
+        dynamically once with ``seed``."""
         from samplegrad.data import load_mnist
+        from samplegrad.models.replicated import replica
         from samplegrad.train import TrainError, load_model
 
         try:
             model, config = load_model(checkpoint)
         except TrainError as error:
             raise CompareError(str(error)) from None
+        if config.seeds > 1:
+            model = replica(model, 0)
         test = load_mnist(data_dir if data_dir is not None else config.data_dir, split="test")
         generator = torch.Generator().manual_seed(seed)
         images = test.binarize(test.images[:num_images], generator)

@@ -6,7 +6,7 @@ backend alone.
 
 - :func:`plot_reconstructions`: test images above their reconstructions;
 - :func:`plot_prior_samples`: decoded draws from the prior ``p(z)``;
-- :func:`plot_elbo_curves`: training and validation ELBO per epoch;
+- :func:`plot_elbo_curves`: training and validation ELBO per epoch (over seeds: mean, band);
 - :func:`plot_latent_map`: the posterior means of test images coloured by digit, for a
   two-dimensional Gaussian latent.
 
@@ -105,20 +105,37 @@ def plot_prior_samples(
 
 
 def plot_elbo_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Training and (where there is one) validation ELBO per epoch, in nats per image."""
+    """Training and (where there is one) validation ELBO per epoch, in nats per image.
+
+    A row's ``train_elbo`` and ``valid_elbo`` are numbers, or lists with one value per seed
+    (``samplegrad train vae --seeds N``): then the curve is their mean, with a band from the
+    lowest to the highest seed.
+    """
     figure = Figure(figsize=(5, 3.5), layout="constrained")
     axes = figure.subplots()
-    epochs = [row["epoch"] for row in history]
-    axes.plot(epochs, [row["train_elbo"] for row in history], marker="o", label="train")
+    _curve(axes, [(row["epoch"], row["train_elbo"]) for row in history], "train", "o")
     valid = [(row["epoch"], row["valid_elbo"]) for row in history if row["valid_elbo"] is not None]
-    if valid:
-        axes.plot(*zip(*valid, strict=True), marker="s", label="validation")
+    _curve(axes, valid, "validation", "s")
     axes.set_xlabel("epoch")
     axes.set_ylabel("ELBO (nats per image)")
     axes.legend()
     axes.grid(alpha=0.3)
     figure.savefig(path, dpi=100)
     return path
+
+
+def _curve(axes: Any, points: list[tuple[int, Any]], label: str, marker: str) -> None:
+    """One ELBO curve: per epoch a number, or per seed a value (mean and min-max band)."""
+    if not points:
+        return
+    epochs = [epoch for epoch, _ in points]
+    values = np.array([np.atleast_1d(value) for _, value in points], dtype=float)
+    seeds = values.shape[1]
+    if seeds > 1:
+        label = f"{label} (mean, min-max of {seeds} seeds)"
+    line = axes.plot(epochs, values.mean(1), marker=marker, label=label)[0]
+    if seeds > 1:
+        axes.fill_between(epochs, values.min(1), values.max(1), alpha=0.25, color=line.get_color())
 
 
 @torch.no_grad()

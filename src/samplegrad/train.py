@@ -36,6 +36,24 @@ checkpoint), and the evaluation and plotting draws. The data order thus depends 
 ``(seed, epoch)``, and on the CPU an interrupted run resumed from its checkpoint, at an epoch
 boundary or mid-epoch, ends with the same parameters as an uninterrupted run.
 
+**Many seeds in one process.** With ``seeds=N`` (``--seeds N``), ``N`` independent replicas
+with the seeds ``seed, seed + 1, ..., seed + N - 1`` train together: the models are stacked by
+:func:`samplegrad.models.replicated.replicate` (every Linear layer a grouped product over the
+replicas, so each step is one forward and backward pass for all of them), and every random
+stream is a :class:`samplegrad._sampling.ReplicaGenerators` of the ``N`` generators that the
+single runs would use. Replica ``i`` therefore sees the initialisation, data order,
+binarization and sampling noise of a run with ``seed + i`` and, up to the rounding of the
+grouped products, ends with its parameters and metrics. ``metrics.json`` lists the ``seeds``
+(``[seed]`` for one); the other files change only for ``N > 1``: every per-run number of
+``metrics.json`` (``train_elbo``, ``valid_elbo``, ``test_elbo``, ``test_iwae``) becomes a list
+of ``N`` values, in the order of its ``seeds``; ``metrics.csv`` has one row per epoch and seed
+with a ``seed`` column (:data:`SEEDS_CSV_COLUMNS`); the checkpoint holds the stacked
+parameters and the ``N`` generator states; ``elbo.png`` shows the mean and the min-max band
+over the seeds, the other plots replica 0. Estimators with state or parameters of their own
+(``score-ma``, ``rebar``, ``relax``, ``enumerate``, ``auto`` with one sample) would be shared
+by the replicas, so they are refused (:data:`REPLICABLE_ESTIMATORS`). Evaluation memory grows
+``N``-fold.
+
 **Interruption.** During :func:`fit`, SIGINT (Ctrl-C) and SIGTERM finish the current step,
 write the checkpoint and stop; :func:`fit` then returns ``{"interrupted": ..., ...}`` instead
 of the final metrics. A second signal aborts at once (the checkpoint on disk is always whole:
@@ -83,7 +101,7 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -111,6 +129,7 @@ from samplegrad._runs import (
     write_csv,
     write_json,
 )
+from samplegrad._sampling import Generator, ReplicaGenerators
 from samplegrad.data import MNIST, Binarization, load_mnist
 from samplegrad.estimators.base import Estimator
 from samplegrad.models import (
@@ -120,9 +139,11 @@ from samplegrad.models import (
     LossOutput,
     make_estimator,
 )
+from samplegrad.models.replicated import replica, replicate
 
 __all__ = [
     "ARCHS",
+    "REPLICABLE_ESTIMATORS",
     "SUMMARY_KEYS",
     "TrainConfig",
     "TrainError",
@@ -161,6 +182,7 @@ SUMMARY_KEYS = (
     "batch_size",
     "lr",
     "seed",
+    "seeds",
     "binarize",
     "device",
     "torch",
@@ -168,6 +190,20 @@ SUMMARY_KEYS = (
 """The keys of ``metrics.json``, which :func:`fit` also returns."""
 
 CSV_COLUMNS = ("epoch", "step", "train_elbo", "valid_elbo", "seconds")
+SEEDS_CSV_COLUMNS = ("epoch", "step", "seed", "train_elbo", "valid_elbo", "seconds")
+"""The columns of ``metrics.csv`` for ``seeds > 1``: a row per epoch and seed."""
+
+REPLICABLE_ESTIMATORS = (
+    "pathwise",
+    "score",
+    "score-loo",
+    "arm",
+    "disarm",
+    "gumbel",
+    "straight-through",
+)
+"""The estimators ``seeds > 1`` accepts: those without state or parameters of their own, which
+the replicas would otherwise share (``auto`` is ``score-loo`` for two or more samples)."""
 
 MUST_MATCH_ON_RESUME = (
     "latent",
@@ -176,6 +212,7 @@ MUST_MATCH_ON_RESUME = (
     "num_samples",
     "batch_size",
     "seed",
+    "seeds",
     "binarize",
     "validation_size",
     "device",
@@ -185,7 +222,7 @@ what fixes the data order and the random streams. The others (``epochs``, ``step
 evaluation and output settings) may change between the two."""
 
 CHECKPOINT = "checkpoint.pt"
-_CHECKPOINT_FORMAT = 1
+_CHECKPOINT_FORMAT = 2  # 2: per-replica lists in the state and history
 _IWAE_ROWS = 25_000  # decoder rows (samples x images) per IWAE chunk, to bound memory
 
 # Random streams, combined with the seed (and the epoch) into independent generator seeds.
@@ -207,6 +244,8 @@ class TrainConfig:
         steps: optimiser steps to train for, instead of ``epochs``.
         batch_size, lr: of the Adam steps (over the model's and the estimator's parameters).
         seed: seeds every random stream (see the module docstring).
+        seeds: independent replicas trained together, with the seeds ``seed, seed + 1, ...``
+            (module docstring); 1 is a plain run.
         data_dir: the folder with the MNIST files; ``None`` searches as
             :func:`samplegrad.data.find_mnist` does.
         binarize: ``"dynamic"``, ``"threshold"`` or ``"none"``.
@@ -230,6 +269,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     seed: int = 0
+    seeds: int = 1
     data_dir: str | None = None
     binarize: str = "dynamic"
     device: str = "cpu"
@@ -258,6 +298,15 @@ class TrainConfig:
             check_int("steps", self.steps, minimum=1)
         check_int("validation_size", self.validation_size, minimum=0)
         check_int("seed", self.seed, minimum=0)
+        check_int("seeds", self.seeds, minimum=1)
+        resolved = "score-loo" if self.estimator == "auto" and self.num_samples > 1 else None
+        if self.seeds > 1 and (resolved or self.estimator) not in REPLICABLE_ESTIMATORS:
+            raise TrainError(
+                f"estimator {self.estimator!r} keeps state or parameters that the {self.seeds} "
+                "replicas of --seeds would share; with --seeds > 1 use one of "
+                + ", ".join(REPLICABLE_ESTIMATORS)
+                + " (auto with --num-samples >= 2), or train the seeds one run at a time"
+            )
         if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
             raise TrainError(f"lr must be a finite number > 0, got {self.lr!r}")
         try:
@@ -268,6 +317,10 @@ class TrainConfig:
         self.device = str(check_device(self.device))
         self.out = os.fspath(self.out)
         self.data_dir = None if self.data_dir is None else os.fspath(self.data_dir)
+
+    def seed_list(self) -> list[int]:
+        """The replicas' seeds, ``seed, seed + 1, ..., seed + seeds - 1``."""
+        return list(range(self.seed, self.seed + self.seeds))
 
     def steps_per_epoch(self, num_train: int) -> int:
         """Optimiser steps in one pass over ``num_train`` images."""
@@ -287,19 +340,58 @@ def _default_estimator(latent: str, estimator: str | None) -> str:
     return "pathwise"
 
 
-def _generator(config: TrainConfig, stream: int, epoch: int = 0) -> torch.Generator:
+def _generator(
+    config: TrainConfig, stream: int, epoch: int = 0, seed: int | None = None
+) -> torch.Generator:
+    """The generator of ``stream`` (and ``epoch``) for ``seed`` (default: ``config.seed``)."""
     generator = torch.Generator(device=config.device)
-    return generator.manual_seed(stream_seed(config.seed, stream, epoch))
+    seed = config.seed if seed is None else seed
+    return generator.manual_seed(stream_seed(seed, stream, epoch))
+
+
+def _generators(config: TrainConfig, stream: int, epoch: int = 0) -> Generator:
+    """:func:`_generator`, or for ``seeds > 1`` the replicas' generators of the stream."""
+    if config.seeds == 1:
+        return _generator(config, stream, epoch)
+    return ReplicaGenerators([_generator(config, stream, epoch, s) for s in config.seed_list()])
+
+
+def _images(
+    data: MNIST, batch_size: int, generator: Generator, *, shuffle: bool
+) -> Iterator[Tensor]:
+    """The images of ``data.batches``; with :class:`ReplicaGenerators`, each replica's batch
+    (shuffled and binarized by its own generator) stacked into ``(R, B, D)``.
+
+    The replicas' iterators advance in turn, so each generator draws a batch and then the
+    step's noise, in the order of a lone run.
+    """
+    if isinstance(generator, torch.Generator):
+        for x, _ in data.batches(batch_size, shuffle=shuffle, generator=generator):
+            yield x
+        return
+    streams = [data.batches(batch_size, shuffle=shuffle, generator=g) for g in generator]
+    for batch in zip(*streams, strict=True):
+        yield torch.stack([x for x, _ in batch])
 
 
 def build_model(config: TrainConfig) -> tuple[nn.Module, Estimator | None]:
     """The model and estimator of ``config`` on its device, initialised from its seed.
 
-    The estimator is ``None`` for the Gaussian latent. Raises :class:`TrainError` for an
-    estimator that does not apply, naming those that do. The global random state is left alone.
+    For ``seeds > 1``, the :func:`~samplegrad.models.replicated.replicate`-d models of the
+    seeds (replica ``i`` initialised as a run with ``seed + i``) and one shared, stateless
+    estimator. The estimator is ``None`` for the Gaussian latent. Raises :class:`TrainError`
+    for an estimator that does not apply, naming those that do. The global random state is
+    left alone.
     """
+    built = [_build_one(config, seed) for seed in config.seed_list()]
+    if config.seeds == 1:
+        return built[0]
+    return replicate([model for model, _ in built]), built[0][1]
+
+
+def _build_one(config: TrainConfig, seed: int) -> tuple[nn.Module, Estimator | None]:
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(stream_seed(config.seed, _INIT))
+        torch.manual_seed(stream_seed(seed, _INIT))
         model = ARCHS[config.latent][config.arch]()
         estimator = None if config.latent == "gaussian" else _estimator(config, model)
     model.to(config.device)
@@ -312,7 +404,9 @@ def load_model(checkpoint: str | os.PathLike[str]) -> tuple[nn.Module, TrainConf
     """The trained model of a :func:`fit` checkpoint (``OUT/checkpoint.pt``), on the CPU.
 
     Returns the model and the run's :class:`TrainConfig` (its ``device`` set to ``"cpu"``);
-    raises :class:`TrainError` naming the file if it is missing or not a checkpoint.
+    for a ``seeds > 1`` run the replicated model (:func:`samplegrad.models.replicated.replica`
+    takes replica ``i`` out). Raises :class:`TrainError` naming the file if it is missing or
+    not a checkpoint.
     """
     path = Path(checkpoint)
     payload = read_checkpoint(
@@ -344,7 +438,7 @@ def _loss(
     estimator: Estimator | None,
     x: Tensor,
     num_samples: int,
-    generator: torch.Generator,
+    generator: Generator,
 ) -> LossOutput:
     """``model.loss`` for either kind of model: the Gaussian VAE takes no estimator."""
     if estimator is None:
@@ -375,6 +469,7 @@ def training_step(
     generator: torch.Generator,
     compile: bool = False,
     objective: nn.Module | None = None,
+    replicas: int = 1,
 ) -> Callable[[Tensor], Tensor]:
     """One optimiser step of a VAE on a batch ``x``, as a function: zero the gradients, the
     loss (``model.loss`` with ``estimator`` for a discrete VAE), backward, ``optimizer.step``;
@@ -390,6 +485,10 @@ def training_step(
     process trains on its rows, with ``objective`` the model and estimator wrapped in
     ``DistributedDataParallel``, and its loss weighted so that the averaged gradient is that of
     the global mean.
+
+    For ``replicas`` stacked models (:func:`samplegrad.models.replicated.replicate`, batches
+    ``(R, B, D)``) the loss is the mean over all ``R * B`` images: ``R`` times it is the sum of
+    the replicas' own losses, so each replica gets exactly its own gradient.
     """
     objective = _Objective(model, estimator) if objective is None else objective
     world = distributed.world_size()
@@ -410,7 +509,7 @@ def training_step(
         with distributed.sharded_noise(generator, rows, len(x)):
             output = loss(x[rows])
         # The weight (1 in a single process) makes DDP's average the global mean's gradient.
-        (output.loss * (world * len(output.elbo) / len(x))).backward()
+        (output.loss * (replicas * world * len(output.elbo) / len(x))).backward()
         optimizer_step()
         return output.elbo
 
@@ -427,8 +526,8 @@ class _State:
 
     step: int = 0
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    epoch_elbo_sum: float = 0.0  # sums over the images of the epoch in progress
-    epoch_images: int = 0
+    epoch_elbo_sum: list[float] = dataclasses.field(default_factory=list)  # per replica, over
+    epoch_images: int = 0  # the images of the epoch in progress
     epoch_seconds: float = 0.0
 
 
@@ -441,7 +540,7 @@ class _Run:
     estimator: Estimator | None
     objective: nn.Module  # _Objective, in DistributedDataParallel under torchrun
     optimizer: torch.optim.Optimizer
-    sampling: torch.Generator
+    sampling: Generator
     state: _State
     step: Callable[[Tensor], Tensor] = dataclasses.field(init=False)
     """One optimiser step on a batch; returns the per-image ELBO estimates (detached)."""
@@ -455,6 +554,7 @@ class _Run:
             generator=self.sampling,
             compile=self.config.compile,
             objective=self.objective,
+            replicas=self.config.seeds,
         )
 
 
@@ -482,6 +582,12 @@ def _load_checkpoint(run: _Run) -> None:
         "run without --resume (resume=False) to start training, or point --out at the folder "
         "of the run to continue",
     )
+    if payload.get("format") != _CHECKPOINT_FORMAT:
+        raise TrainError(
+            f"cannot resume from {path}: it was written by another version of samplegrad "
+            f"(checkpoint format {payload.get('format')!r}, this one reads "
+            f"{_CHECKPOINT_FORMAT}); start a new run with another --out"
+        )
     check_compatible(run.config, payload.get("config", {}), path, MUST_MATCH_ON_RESUME)
     run.model.load_state_dict(payload["model"])
     if run.estimator is not None:
@@ -495,40 +601,48 @@ def _load_checkpoint(run: _Run) -> None:
 # Evaluation
 
 
+def _per_replica_sum(values: Tensor) -> Tensor:
+    """The per-image ``values`` ``(B,)`` or ``(R, B)`` summed per replica, ``(R,)``, in float64."""
+    return values.sum(-1).double().reshape(-1)
+
+
 def _mean_over(
-    data: MNIST, batch_size: int, generator: torch.Generator, bound: Callable[[Tensor], Tensor]
-) -> float:
-    """The mean over ``data`` of the per-image ``bound(x)``, in a fixed order."""
-    total = 0.0
-    for x, _ in data.batches(batch_size, shuffle=False, generator=generator):
-        total += bound(x).sum().item()
-    return total / len(data)
+    data: MNIST, batch_size: int, generator: Generator, bound: Callable[[Tensor], Tensor]
+) -> list[float]:
+    """Per replica, the mean over ``data`` of the per-image ``bound(x)``, in a fixed order."""
+    total = torch.zeros((), dtype=torch.float64)
+    for x in _images(data, batch_size, generator, shuffle=False):
+        total = total + _per_replica_sum(bound(x)).cpu()
+    return (total / len(data)).tolist()
 
 
-def _validation_elbo(run: _Run, valid: MNIST | None, epoch: int) -> float | None:
+def _validation_elbo(run: _Run, valid: MNIST | None, epoch: int) -> list[float] | None:
     if valid is None:
         return None
-    generator = _generator(run.config, _VALID, epoch)
+    generator = _generators(run.config, _VALID, epoch)
     with torch.no_grad():
         return _mean_over(
             valid, run.config.eval_batch_size, generator, lambda x: run.model.elbo(x, 1, generator)
         )
 
 
-def _test_bounds(run: _Run, test: MNIST) -> tuple[float, float]:
-    """The test ELBO (one sample per image) and IWAE bound (``iwae_k`` samples), nats/image.
+def _test_bounds(run: _Run, test: MNIST) -> tuple[list[float], list[float]]:
+    """Per replica, the test ELBO (one sample per image) and IWAE bound (``iwae_k`` samples),
+    in nats per image.
 
-    Both see the same binarized batches: each batch is drawn once and evaluated twice.
+    Both see the same binarized batches: each batch is drawn once and evaluated twice. The
+    IWAE chunks are those of a single run (so replica ``i`` draws as one), ``R`` times the rows.
     """
     config = run.config
-    generator = _generator(config, _TEST)
+    generator = _generators(config, _TEST)
     chunk = max(1, min(config.iwae_k, _IWAE_ROWS // config.eval_batch_size))
-    elbo = iwae = 0.0
+    elbo = iwae = torch.zeros((), dtype=torch.float64)
     with torch.no_grad():
-        for x, _ in test.batches(config.eval_batch_size, shuffle=False, generator=generator):
-            elbo += run.model.elbo(x, 1, generator).sum().item()
-            iwae += run.model.iwae_bound(x, config.iwae_k, chunk, generator).sum().item()
-    return elbo / len(test), iwae / len(test)
+        for x in _images(test, config.eval_batch_size, generator, shuffle=False):
+            elbo = elbo + _per_replica_sum(run.model.elbo(x, 1, generator)).cpu()
+            bound = run.model.iwae_bound(x, config.iwae_k, chunk, generator)
+            iwae = iwae + _per_replica_sum(bound).cpu()
+    return (elbo / len(test)).tolist(), (iwae / len(test)).tolist()
 
 
 # --------------------------------------------------------------------------------------------
@@ -547,18 +661,18 @@ def _train_steps(
     config, state = run.config, run.state
     per_epoch = config.steps_per_epoch(len(train))
     epoch, done = divmod(state.step, per_epoch)
-    batches = train.batches(config.batch_size, generator=_generator(config, _DATA, epoch))
+    batches = _images(train, config.batch_size, _generators(config, _DATA, epoch), shuffle=True)
     device, world = torch.device(config.device), distributed.world_size()
     # Skipping the batches already trained on draws them again: the epoch's generator ends
     # in the same state as in an uninterrupted run.
-    elbo_sum = torch.zeros((), dtype=torch.float64, device=config.device)
+    elbo_sum = torch.zeros(config.seeds, dtype=torch.float64, device=config.device)
     last = time.perf_counter()
     try:
-        for x, _ in islice(batches, done, None):
+        for x in islice(batches, done, None):
             elbo = run.step(x)
             state.step += 1
-            elbo_sum += elbo.sum()  # on the device: no host synchronisation per step
-            state.epoch_images += len(x)  # the global batch: every process counts it whole
+            elbo_sum += _per_replica_sum(elbo)  # on the device: no host synchronisation
+            state.epoch_images += x.shape[-2]  # the global batch: every process counts it
             bar.update(1)
             if bar.disable is False and state.step % POSTFIX_EVERY == 0:
                 bar.set_postfix(elbo=f"{elbo.mean().item():.2f}", refresh=False)
@@ -571,8 +685,8 @@ def _train_steps(
                 return
     finally:
         # One read of the device (the time is then the work's) and one reduction per call.
-        (total,) = distributed.all_reduce([elbo_sum.item()], device)
-        state.epoch_elbo_sum += total
+        sums = distributed.all_reduce(elbo_sum.tolist(), device)
+        state.epoch_elbo_sum = [a + b for a, b in zip(state.epoch_elbo_sum, sums, strict=True)]
         state.epoch_seconds += time.perf_counter() - last
 
 
@@ -585,13 +699,30 @@ def _close_epoch(run: _Run, valid: MNIST | None, per_epoch: int) -> None:
         {
             "epoch": epoch,
             "step": state.step,
-            "train_elbo": state.epoch_elbo_sum / state.epoch_images,
+            "train_elbo": [total / state.epoch_images for total in state.epoch_elbo_sum],
             "valid_elbo": _validation_elbo(run, valid, epoch),
             "seconds": state.epoch_seconds,
         }
     )
     if state.step % per_epoch == 0:
-        state.epoch_elbo_sum, state.epoch_images, state.epoch_seconds = 0.0, 0, 0.0
+        state.epoch_elbo_sum = [0.0] * run.config.seeds
+        state.epoch_images, state.epoch_seconds = 0, 0.0
+
+
+def _csv(config: TrainConfig, history: list[dict[str, Any]]) -> None:
+    """``metrics.csv``: a row per epoch, or for ``seeds > 1`` a row per epoch and seed."""
+    rows = [
+        {
+            **row,
+            "seed": seed,
+            "train_elbo": row["train_elbo"][i],
+            "valid_elbo": None if row["valid_elbo"] is None else row["valid_elbo"][i],
+        }
+        for row in history
+        for i, seed in enumerate(config.seed_list())
+    ]
+    columns = CSV_COLUMNS if config.seeds == 1 else SEEDS_CSV_COLUMNS
+    write_csv(Path(config.out) / "metrics.csv", columns, rows)
 
 
 def _loop(
@@ -605,7 +736,7 @@ def _loop(
     config, state = run.config, run.state
     per_epoch = config.steps_per_epoch(len(train))
     total = config.steps if config.steps is not None else config.epochs * per_epoch
-    out, main = Path(config.out), distributed.is_main()
+    main = distributed.is_main()
     show = show_progress(config.progress) and main
     if state.step < total:
         reopen_partial_epoch(state.history, state.step, per_epoch)
@@ -617,7 +748,7 @@ def _loop(
                 _close_epoch(run, valid if main else None, per_epoch)
                 run.model.train()
                 if main:
-                    write_csv(out / "metrics.csv", CSV_COLUMNS, state.history)
+                    _csv(config, state.history)
             if main:
                 _save_checkpoint(run)
 
@@ -649,8 +780,8 @@ def _start(config: TrainConfig) -> _Run:
         estimator,
         distributed.data_parallel(_Objective(model, estimator), torch.device(config.device)),
         torch.optim.Adam(parameters, lr=config.lr),
-        _generator(config, _SAMPLING),
-        _State(),
+        _generators(config, _SAMPLING),
+        _State(epoch_elbo_sum=[0.0] * config.seeds),
     )
     if config.resume:
         _load_checkpoint(run)
@@ -664,14 +795,19 @@ def _summary(run: _Run, test: MNIST) -> dict[str, Any]:
     config, state = run.config, run.state
     run.model.eval()
     test_elbo, test_iwae = _test_bounds(run, test)
-    last = state.history[-1] if state.history else {}
-    return {
+    last = state.history[-1] if state.history else {"epoch": 0}
+    per_run = {
         "train_elbo": last.get("train_elbo"),
         "valid_elbo": last.get("valid_elbo"),
         "test_elbo": test_elbo,
         "test_iwae": test_iwae,
+    }
+    if config.seeds == 1:
+        per_run = {key: None if value is None else value[0] for key, value in per_run.items()}
+    return {
+        **per_run,
         "iwae_k": config.iwae_k,
-        "epochs": last.get("epoch", 0),
+        "epochs": last["epoch"],
         "steps": state.step,
         "epoch_seconds": [row["seconds"] for row in state.history],
         "latent": config.latent,
@@ -681,6 +817,7 @@ def _summary(run: _Run, test: MNIST) -> dict[str, Any]:
         "batch_size": config.batch_size,
         "lr": config.lr,
         "seed": config.seed,
+        "seeds": config.seed_list(),
         "binarize": config.binarize,
         "device": config.device,
         "torch": str(torch.__version__),
@@ -730,6 +867,11 @@ def _check_processes(config: TrainConfig, num_train: int) -> None:
     world = distributed.world_size()
     if world == 1:
         return
+    if config.seeds > 1:
+        raise TrainError(
+            f"--seeds {config.seeds} with torchrun is not supported: run the replicas in one "
+            "process, or one seed per torchrun job"
+        )
     if config.batch_size % world:
         raise TrainError(
             f"batch_size {config.batch_size} is the global batch, shared by the {world} "
@@ -754,4 +896,5 @@ def _plot(run: _Run, test: MNIST) -> None:
     from samplegrad import plots
 
     out, generator = Path(run.config.out), _generator(run.config, _PLOT)
-    plots.plot_run(run.model, test, run.state.history, out, generator)
+    model = run.model if run.config.seeds == 1 else replica(run.model, 0)
+    plots.plot_run(model, test, run.state.history, out, generator)

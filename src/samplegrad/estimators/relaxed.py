@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from samplegrad import _validation
 from samplegrad._families import base_distribution, is_discrete_choice
-from samplegrad._sampling import categorical_indices, open_uniform, unsharded
+from samplegrad._sampling import bernoulli, categorical_indices, open_uniform
 from samplegrad.estimators.base import Cost, Estimator, register
 
 
@@ -97,7 +97,7 @@ def sample_straight_through(
     """
     expanded = probs.expand(*sample_shape, *probs.shape)
     if binary:
-        hard = torch.bernoulli(expanded.detach(), generator=unsharded(generator))
+        hard = bernoulli(probs, sample_shape, generator)
     else:
         indices = categorical_indices(probs.detach(), sample_shape, generator)
         hard = F.one_hot(indices, probs.shape[-1]).to(probs.dtype)

@@ -7,6 +7,9 @@
   :mod:`samplegrad.nn`'s Flipout, local-reparameterization or naive layers, with
   ``loss(x, y, num_train)`` (the negative ELBO per example) and ``predict(x, num_samples)``.
 
+:mod:`samplegrad.models.replicated` stacks ``R`` copies of a VAE (e.g. from ``R`` seeds) into
+one model trained in a single batched pass (``samplegrad train vae --seeds R``).
+
 Every VAE has ``loss(...) -> LossOutput``, ``elbo(x, num_samples)`` and
 ``iwae_bound(x, k)``, per image and in nats.
 """

@@ -1,7 +1,8 @@
 """Pieces shared by the VAEs: the loss record, the Bernoulli likelihood and importance weights.
 
-Shapes: images ``x`` are ``(B, D)`` with values in ``{0, 1}``; latent samples carry leading
-sample dimensions ``(S, B, ...)``; every per-image quantity is in nats.
+Shapes: images ``x`` are ``(B, D)`` with values in ``{0, 1}`` (``(R, B, D)`` for a replicated
+model, whose per-image quantities are then ``(R, B)``); latent samples carry leading sample
+dimensions ``(S, B, ...)``; every per-image quantity is in nats.
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ class LossOutput(NamedTuple):
 
 
 def check_images(x: Tensor, data_dim: int) -> Tensor:
-    """``x`` as a floating ``(B, data_dim)`` batch, or a ``ValueError`` saying what is wrong."""
-    if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[-1] != data_dim:
+    """``x`` as a floating ``(B, data_dim)`` batch, or a ``ValueError`` saying what is wrong.
+
+    A replicated model (:mod:`samplegrad.models.replicated`) takes ``(R, B, data_dim)``, a
+    batch per replica; a plain one treats that as ``R * B`` images.
+    """
+    if not isinstance(x, Tensor) or x.dim() not in (2, 3) or x.shape[-1] != data_dim:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(
             f"x must be a (batch, {data_dim}) tensor of binarized images, got {shape}; "

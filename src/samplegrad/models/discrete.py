@@ -107,9 +107,9 @@ class DiscreteVAE(nn.Module):
         return self.distribution(self.prior_logits)
 
     def encode(self, x: Tensor) -> Tensor:
-        """The logits of ``q(z | x)``, ``(B, *latent_shape)``."""
+        """The logits of ``q(z | x)``, ``(B, *latent_shape)`` (``(R, B, ...)`` if replicated)."""
         logits = self.encoder(check_images(x, self.data_dim))
-        return logits.reshape(-1, *self.latent_shape)
+        return logits.unflatten(-1, self.latent_shape)
 
     def posterior(self, x: Tensor) -> Distribution:
         """``q(z | x)``, batch shape ``(B,)``."""
