@@ -253,3 +253,16 @@ def test_flipout_mlp_learns_mnist(tmp_path: Path) -> None:
         )
     )
     assert result["test_accuracy"] >= 0.90
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")
+def test_compiled_training_step_matches_eager(data_dir: Path, tmp_path: Path) -> None:
+    """``compile=True`` trains the same steps: the parameters agree with the eager run's to
+    float32 rounding after two steps (inductor fuses and reorders the arithmetic)."""
+    fit_bnn(config(data_dir, tmp_path / "eager", steps=2))
+    fit_bnn(config(data_dir, tmp_path / "compiled", steps=2, compile=True))
+    eager, compiled = saved(tmp_path / "eager")["model"], saved(tmp_path / "compiled")["model"]
+    for name, value in eager.items():
+        assert torch.allclose(value, compiled[name], atol=1e-5), name

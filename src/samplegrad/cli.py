@@ -725,6 +725,12 @@ def _add_train_bnn(models: argparse._SubParsersAction) -> None:
         same_on_resume="--arch, --layer, --batch-size, --prior-scale, --init-scale, --seed, "
         "--validation-size and --device",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the loss and the Adam step with torch.compile (on CUDA also a CUDA "
+        "graph); the first steps take tens of seconds",
+    )
     parser.set_defaults(run=_run_train_bnn(parser))
 
 

@@ -46,9 +46,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from samplegrad._runs import (
+    POSTFIX_EVERY,
     Stop,
     TrainError,
     check_compatible,
@@ -314,13 +316,24 @@ def _loop(run: _Run, stop: Stop) -> None:
             }
             state.history.append(row)
             bar.update(1)
-            bar.set_postfix(train_return=f"{train_return:.3g}", refresh=False)
+            if bar.disable is False and state.step % POSTFIX_EVERY == 0:
+                bar.set_postfix(train_return=f"{float(train_return):.3g}", refresh=False)
             if state.step % config.eval_every == 0 or _done(run) or stop.signum is not None:
+                _read_returns(state.history)
                 task.policy.eval()
                 row["eval_return"] = task.validate()
                 task.policy.train()
                 write_csv(out / "metrics.csv", CSV_COLUMNS, state.history)
                 _save(run)
+
+
+def _read_returns(history: list[dict[str, Any]]) -> None:
+    """Turn the training returns still on the device into floats, with one read for all."""
+    pending = [row for row in history if isinstance(row["train_return"], Tensor)]
+    if pending:
+        values = torch.stack([row["train_return"] for row in pending]).tolist()
+        for row, value in zip(pending, values, strict=True):
+            row["train_return"] = value
 
 
 def _summary(run: _Run, evaluation: dict[str, Any]) -> dict[str, Any]:

@@ -34,9 +34,11 @@ class Task(Protocol):
     policy: nn.Module
     value: ValueBaseline | None
 
-    def surrogate(self, step: int) -> tuple[Tensor, float, int]:
+    def surrogate(self, step: int) -> tuple[Tensor, float | Tensor, int]:
         """The surrogate of optimiser step ``step`` (1-based), the mean training return of
-        its samples, and the environment steps it took."""
+        its samples (a float, or a 0-d tensor still on the device: the loop reads it with the
+        others at the next validation, not one step at a time), and the environment steps it
+        took."""
 
     def validate(self) -> float:
         """The score of the current policy on held-out data, during training."""
@@ -88,7 +90,7 @@ class BanditTask:
             value if config.baseline == BaselineKind.LEARNED else None,
         )
 
-    def surrogate(self, step: int) -> tuple[Tensor, float, int]:
+    def surrogate(self, step: int) -> tuple[Tensor, float | Tensor, int]:
         config = self.config
         x, y = bandit.contexts(
             self.train, config.batch_size, generator(config.seed, CONTEXTS, step, self.device)
@@ -102,7 +104,7 @@ class BanditTask:
             config.num_samples,
             generator(config.seed, SAMPLING, step, self.device),
         )
-        return loss, reward.item(), len(x) * config.num_samples
+        return loss, reward, len(x) * config.num_samples
 
     def validate(self) -> float:
         return bandit.evaluate_bandit(self.policy, self.valid).greedy_reward
@@ -140,7 +142,7 @@ class CartPoleTask:
             value if config.baseline == BaselineKind.LEARNED else None,
         )
 
-    def surrogate(self, step: int) -> tuple[Tensor, float, int]:
+    def surrogate(self, step: int) -> tuple[Tensor, float | Tensor, int]:
         config = self.config
         seeds = np.random.SeedSequence([config.seed, CONTEXTS, step]).generate_state(
             config.num_samples
