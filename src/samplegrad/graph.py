@@ -59,7 +59,8 @@ several points (ARM, DisARM, REBAR, RELAX, measure-valued, enumeration, the delt
 control variate) need the cost as a function and belong to :func:`sg.expectation`.
 
 No global state: a graph holds its nodes and costs, so two graphs can be built at once, in
-two threads.
+two threads. ``torch.compile`` cannot trace the recording subclass yet: compile the networks
+inside the graph (``torch.compile(policy)``), not the function that builds the graph.
 """
 
 from __future__ import annotations
