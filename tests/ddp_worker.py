@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from samplegrad import _distributed as distributed
 from samplegrad import _runs, cli, train
 
 
@@ -36,16 +37,19 @@ def main(dump: Path, runs: list[list[str]]) -> int:
         raise AssertionError(f"rank {rank} wrote a file: {args[0]}")
 
     train._loop = loop_and_dump
+    code = 0
     if rank:
         _runs.write_atomic = refuse
         train._plot = refuse
     try:
         for args in runs:
             if code := cli.main(args):
-                return code
-    finally:
+                break
+    except BaseException:
         dist.destroy_process_group()
-    return 0
+        raise
+    distributed.close()
+    return code
 
 
 if __name__ == "__main__":

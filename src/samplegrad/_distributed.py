@@ -62,8 +62,18 @@ def process_group(device: torch.device) -> Iterator[None]:
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     try:
         yield
-    finally:
+    except BaseException:  # the others may never get here: leave without waiting for them
         dist.destroy_process_group()
+        raise
+    close()
+
+
+def close() -> None:
+    """Leave the open group once every process has reached this point: a process that tore
+    its connections down while another still received the last collective from it would
+    abort (gloo calls ``std::terminate``)."""
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def shard(total: int) -> slice:
