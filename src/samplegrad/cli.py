@@ -338,7 +338,10 @@ def _add_train_vae(models: argparse._SubParsersAction) -> None:
             "epoch, and on Ctrl-C or SIGTERM, which stop training after the current step), "
             "metrics.json (test ELBO and IWAE bound in nats per image, the settings, the torch "
             "version) and PNG plots. The same --seed gives the same run on the CPU, also when "
-            "it is interrupted and resumed with --resume."
+            "it is interrupted and resumed with --resume. Under `torchrun --nproc-per-node N "
+            "-m samplegrad train vae ...` the N processes train one model with "
+            "DistributedDataParallel: --batch-size is the global batch (a multiple of N), each "
+            "process trains on its share, and rank 0 evaluates and writes the files."
         ),
     )
     parser.add_argument(
