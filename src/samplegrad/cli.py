@@ -591,6 +591,12 @@ def _add_train_policy(models: argparse._SubParsersAction) -> None:
         "--device",
         data="mnist-bandit: ",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the step: for mnist-bandit the whole surrogate and the Adam step; "
+        "for cartpole (whose rollout steps the environment on the host) the networks and Adam",
+    )
     parser.set_defaults(run=_run_train_policy(parser))
 
 

@@ -42,6 +42,7 @@ import dataclasses
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,9 @@ class PolicyConfig:
         eval_every: optimiser steps between validations (and checkpoints).
         target_return: stop once a validation score reaches this.
         progress: show a progress bar (only on a terminal).
+        compile: ``torch.compile`` the step: for the bandit the whole surrogate and the Adam
+            step; for CartPole, whose rollout steps the environment on the host, the policy
+            and value networks and the Adam step.
     """
 
     env: str
@@ -171,6 +175,7 @@ class PolicyConfig:
     eval_every: int | None = None
     target_return: float | None = None
     progress: bool = True
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.env not in ENVS:
@@ -226,6 +231,12 @@ class _Run:
     task: Task
     optimizer: torch.optim.Optimizer
     state: _State
+    optimizer_step: Callable[[], object] = dataclasses.field(init=False)
+    """``optimizer.step``, compiled with ``config.compile``."""
+
+    def __post_init__(self) -> None:
+        step = self.optimizer.step
+        self.optimizer_step = torch.compile(step) if self.config.compile else step
 
     def modules(self) -> dict[str, torch.nn.Module]:
         value = {} if self.task.value is None else {"value": self.task.value}
@@ -303,7 +314,7 @@ def _loop(run: _Run, stop: Stop) -> None:
             run.optimizer.zero_grad(set_to_none=True)
             loss, train_return, env_steps = task.surrogate(state.step + 1)
             loss.backward()
-            run.optimizer.step()
+            run.optimizer_step()
             state.step += 1
             state.env_steps += env_steps
             state.seconds += time.perf_counter() - start

@@ -76,21 +76,19 @@ def bandit_surrogate(
 ) -> tuple[Tensor, Tensor]:
     """The contextual bandit's surrogate: ``num_samples`` guesses per image, reward 1 if right.
 
-    Returns the surrogate (value: minus the mean reward; ``.backward()`` gives the estimate of
-    the gradient of minus the expected reward) and the mean reward of the guesses (detached).
+    One random step, so one ``sg.expectation`` (no graph needed): the cost of a guess is minus
+    its reward. Returns the surrogate (value: minus the mean reward; ``.backward()`` gives the
+    estimate of the gradient of minus the expected reward) and the mean reward of the guesses
+    (detached). Free of Python-level state, so ``torch.compile`` captures it whole.
     """
-    graph = sg.Graph()
     estimator = score_estimator(baseline, value, lambda: images)
-    guess = graph.sample(
-        "guess",
-        Categorical(logits=policy(images)),
-        estimator,
-        num_samples=num_samples,
-        generator=generator,
-    )
-    reward = (guess == labels).to(images.dtype)  # (S, B)
-    graph.cost(-reward, depends_on=["guess"])
-    return graph.surrogate(reduction="mean"), torch.as_tensor(reward).detach().mean()
+    guesses = Categorical(logits=policy(images), validate_args=False)
+
+    def cost(guess: Tensor) -> Tensor:
+        return -(guess == labels).to(images.dtype)
+
+    surrogate = sg.expectation(cost, guesses, estimator, num_samples, generator)
+    return surrogate.mean(), -surrogate.detach().mean()
 
 
 class EpisodeBatch(Protocol):

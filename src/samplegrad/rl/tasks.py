@@ -89,13 +89,14 @@ class BanditTask:
             [bandit.OBSERVATION_SIZE, config.hidden, bandit.NUM_ACTIONS],
             value if config.baseline == BaselineKind.LEARNED else None,
         )
+        self._surrogate = torch.compile(bandit_surrogate) if config.compile else bandit_surrogate
 
     def surrogate(self, step: int) -> tuple[Tensor, float | Tensor, int]:
         config = self.config
         x, y = bandit.contexts(
             self.train, config.batch_size, generator(config.seed, CONTEXTS, step, self.device)
         )
-        loss, reward = bandit_surrogate(
+        loss, reward = self._surrogate(
             self.policy,
             self.value,
             BaselineKind(config.baseline),
@@ -141,6 +142,10 @@ class CartPoleTask:
             [cartpole.OBSERVATION_SIZE, config.hidden, cartpole.NUM_ACTIONS],
             value if config.baseline == BaselineKind.LEARNED else None,
         )
+        if config.compile:  # the rollout steps the environment on the host: compile the networks
+            for network in (self.policy, self.value):
+                if network is not None:
+                    network.compile()
 
     def surrogate(self, step: int) -> tuple[Tensor, float | Tensor, int]:
         config = self.config
