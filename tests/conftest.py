@@ -1,7 +1,9 @@
-"""Shared fixtures: fresh 'auto' state, validation on, seeded generators, offline data."""
+"""Shared fixtures: fresh 'auto' state, validation on, seeded generators, offline data, one
+thread."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,14 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.delenv("SAMPLEGRAD_DATA", raising=False)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for a module: small networks and batched estimates gain little from
+    a second thread, and on a busy two-core machine waiting for it costs several times the
+    work; the previous setting comes back afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -11,7 +11,6 @@ import csv
 import json
 import math
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,18 +28,12 @@ N_TRAIN, N_TEST, BATCH = 64, 16, 16
 STEPS_PER_EPOCH = (N_TRAIN - 16) // BATCH
 PLOTS = ("calibration.png", "entropy.png", "curves.png")
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_fake_mnist(tmp_path_factory.mktemp("mnist"), N_TRAIN, N_TEST)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def config(data_dir: Path, out: Path, **options: object) -> BNNConfig:

@@ -42,16 +42,7 @@ GAUSSIAN_ESTIMATORS: dict[str, Callable[[], sg.Estimator]] = {
 }
 """The estimators behind :data:`samplegrad._exact_gaussian.ESTIMATORS`, as compare builds them."""
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread for this module: its batched estimates (1e5 elements) gain little
-    from a second thread, and on a busy two-core machine waiting for it costs several times
-    the work (this file runs in about 3 s on one thread, 10 s or more on two under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def close(value: float, exact: float, rel: float, scale: float) -> bool:

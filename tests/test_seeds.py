@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,20 +35,12 @@ from fake_mnist import write_fake_mnist
 PER_RUN = ("train_elbo", "valid_elbo", "test_elbo", "test_iwae")
 DISARM = {"latent": "bernoulli", "estimator": "disarm", "num_samples": 2}
 
-pytestmark = pytest.mark.usefixtures("offline")
+pytestmark = pytest.mark.usefixtures("offline", "one_thread")
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_fake_mnist(tmp_path_factory.mktemp("mnist"), 64, 16)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def config(data_dir: Path, out: Path, **options: object) -> TrainConfig:

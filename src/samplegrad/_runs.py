@@ -14,7 +14,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,20 @@ def check_device(device: str) -> torch.device:
 def stream_seed(seed: int, stream: int, index: int = 0) -> int:
     """An independent 63-bit seed for ``(seed, stream, index)`` (NumPy's SeedSequence hash)."""
     return int(np.random.SeedSequence([seed, stream, index]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def stream_generator(
+    seed: int, stream: int, index: int, device: torch.device | str
+) -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded with :func:`stream_seed`."""
+    return torch.Generator(device=device).manual_seed(stream_seed(seed, stream, index))
+
+
+def compile_for(function: Callable[..., Any], device: torch.device | str) -> Callable[..., Any]:
+    """``torch.compile(function)`` for a training step on ``device``: on CUDA with
+    ``mode="reduce-overhead"``, which also captures the compiled code as CUDA graphs."""
+    mode = "reduce-overhead" if torch.device(device).type == "cuda" else None
+    return torch.compile(function, mode=mode)
 
 
 def write_csv(path: Path, columns: Iterable[str], history: list[dict[str, Any]]) -> None:

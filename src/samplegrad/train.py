@@ -118,6 +118,7 @@ from samplegrad._runs import (
     check_compatible,
     check_device,
     check_int,
+    compile_for,
     interrupted,
     read_checkpoint,
     refuse_to_overwrite,
@@ -125,6 +126,7 @@ from samplegrad._runs import (
     save_checkpoint,
     show_progress,
     stop_on_signals,
+    stream_generator,
     stream_seed,
     write_csv,
     write_json,
@@ -344,9 +346,7 @@ def _generator(
     config: TrainConfig, stream: int, epoch: int = 0, seed: int | None = None
 ) -> torch.Generator:
     """The generator of ``stream`` (and ``epoch``) for ``seed`` (default: ``config.seed``)."""
-    generator = torch.Generator(device=config.device)
-    seed = config.seed if seed is None else seed
-    return generator.manual_seed(stream_seed(seed, stream, epoch))
+    return stream_generator(config.seed if seed is None else seed, stream, epoch, config.device)
 
 
 def _generators(config: TrainConfig, stream: int, epoch: int = 0) -> Generator:
@@ -499,9 +499,7 @@ def training_step(
     optimizer_step = optimizer.step
     if compile:
         device = next(model.parameters()).device
-        mode = "reduce-overhead" if device.type == "cuda" else None
-        loss = torch.compile(loss, mode=mode)
-        optimizer_step = torch.compile(optimizer.step, mode=mode)
+        loss, optimizer_step = compile_for(loss, device), compile_for(optimizer.step, device)
 
     def step(x: Tensor) -> Tensor:
         rows = distributed.shard(len(x))  # all of x in a single process

@@ -49,6 +49,7 @@ from samplegrad._runs import (
     check_compatible,
     check_device,
     check_int,
+    compile_for,
     interrupted,
     read_checkpoint,
     refuse_to_overwrite,
@@ -56,6 +57,7 @@ from samplegrad._runs import (
     save_checkpoint,
     show_progress,
     stop_on_signals,
+    stream_generator,
     stream_seed,
     write_csv,
     write_json,
@@ -200,8 +202,7 @@ class BNNConfig:
 
 
 def _generator(config: BNNConfig, stream: int, epoch: int = 0) -> torch.Generator:
-    generator = torch.Generator(device=config.device)
-    return generator.manual_seed(stream_seed(config.seed, stream, epoch))
+    return stream_generator(config.seed, stream, epoch, config.device)
 
 
 def build_model(config: BNNConfig) -> BayesianClassifier:
@@ -254,9 +255,8 @@ def _training_step(run: _Run) -> Callable[[Tensor, Tensor], BNNLoss]:
 
     optimizer_step = optimizer.step
     if run.config.compile:
-        mode = "reduce-overhead" if torch.device(run.config.device).type == "cuda" else None
-        loss = torch.compile(loss, mode=mode)
-        optimizer_step = torch.compile(optimizer.step, mode=mode)
+        device = run.config.device
+        loss, optimizer_step = compile_for(loss, device), compile_for(optimizer.step, device)
 
     def step(x: Tensor, y: Tensor) -> BNNLoss:
         optimizer.zero_grad(set_to_none=True)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from samplegrad._runs import TrainError, stream_seed
+from samplegrad._runs import TrainError, stream_generator, stream_seed
 from samplegrad.data import CorruptDataError
 from samplegrad.rl import bandit, cartpole
 from samplegrad.rl.networks import ValueBaseline, mlp
@@ -48,10 +48,6 @@ class Task(Protocol):
 
     def plot(self, evaluation: dict[str, Any], out: Path) -> list[Path]:
         """The task's own figures beside the training curve, from :meth:`evaluate`'s result."""
-
-
-def generator(seed: int, stream: int, step: int, device: torch.device) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(stream_seed(seed, stream, step))
 
 
 def init_networks(
@@ -94,7 +90,9 @@ class BanditTask:
     def surrogate(self, step: int) -> tuple[Tensor, float | Tensor, int]:
         config = self.config
         x, y = bandit.contexts(
-            self.train, config.batch_size, generator(config.seed, CONTEXTS, step, self.device)
+            self.train,
+            config.batch_size,
+            stream_generator(config.seed, CONTEXTS, step, self.device),
         )
         loss, reward = self._surrogate(
             self.policy,
@@ -103,7 +101,7 @@ class BanditTask:
             x,
             y,
             config.num_samples,
-            generator(config.seed, SAMPLING, step, self.device),
+            stream_generator(config.seed, SAMPLING, step, self.device),
         )
         return loss, reward, len(x) * config.num_samples
 
@@ -158,7 +156,7 @@ class CartPoleTask:
             BaselineKind(config.baseline),
             self.envs,
             [int(seed) for seed in seeds],
-            generator(config.seed, SAMPLING, step, self.device),
+            stream_generator(config.seed, SAMPLING, step, self.device),
             self.device,
         )
         return loss, float(returns.mean()), env_steps
