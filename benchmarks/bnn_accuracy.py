@@ -1,8 +1,8 @@
 """Accuracy and calibration of the Bayesian MLP on MNIST at a fixed budget, per layer kind.
 
 The issue's target: at least 97 % test accuracy. Every run is ``samplegrad train bnn``
-(``samplegrad.train_bnn.fit_bnn``): the 784-400-400-10 MLP, Adam 1e-3, batch 128, the ELBO with
-the KL divided by the 60 000 training images (``--validation-size 0``), prior N(0, 1), initial
+(``samplegrad.lab.training.bnn.fit_bnn``): the 784-400-400-10 MLP, Adam 1e-3, batch 128, the ELBO
+with the KL divided by the 60 000 training images (``--validation-size 0``), prior N(0, 1), initial
 posterior scale 1e-3, seed 0; the test metrics use K = 10 posterior draws and 15 ECE bins.
 Writes ``benchmarks/results/bnn_accuracy.{json,md}`` with each run's command, the budget
 (epochs, steps, training seconds) and the machine. Usage::
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from samplegrad.train_bnn import BNNConfig, fit_bnn
+from samplegrad.lab.training.bnn import BNNConfig, fit_bnn
 
 from _machine import cpu_model, source_revision
 

@@ -8,7 +8,8 @@ with the batch size; with Flipout (and the local reparameterization trick) it fa
 Setup: a Bayesian MLP 784-``hidden``-10 (ReLU) on MNIST grey levels, the posterior means at
 ``nn.Linear``'s default initialisation (seed 0) and every posterior standard deviation
 ``sigma``; the same posterior for the three layer kinds. For each batch size ``B`` the first
-``B`` training images form the batch, and :func:`samplegrad.bnn_variance.gradient_variance`
+``B`` training images form the batch, and
+:func:`samplegrad.lab.compare.bnn_variance.gradient_variance`
 draws ``R`` noise draws at once and returns the variance of the mean cross-entropy's gradient
 over them, averaged over all weight and bias means (the data fixed: the part of the variance
 the sampling scheme controls). Writes ``bnn_variance.{json,png,md}`` into ``--out`` (default
@@ -30,8 +31,8 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from samplegrad.bnn_variance import gradient_variance
-from samplegrad.data import load_mnist
+from samplegrad.lab.compare.bnn_variance import gradient_variance
+from samplegrad.lab.data import load_mnist
 from samplegrad.nn import BayesLinear, FlipoutLinear, LocalReparamLinear
 
 from _machine import cpu_model, source_revision

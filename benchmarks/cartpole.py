@@ -1,6 +1,7 @@
 """REINFORCE on CartPole-v1: environment steps and wall time to an average greedy return of 475.
 
-Each run is ``samplegrad train policy --env cartpole`` (``samplegrad.train_policy.fit_policy``;
+Each run is ``samplegrad train policy --env cartpole``
+(``samplegrad.lab.training.policy.fit_policy``;
 16 episodes a step, reward-to-go, leave-one-out baseline over the 16, a 4-64-2 tanh policy,
 Adam 1e-2): training validates the greedy policy every ``--eval-every`` steps on 20 episodes
 from fixed validation seeds and stops once their mean return reaches 475, or when the budget
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from samplegrad.train_policy import PolicyConfig, fit_policy
+from samplegrad.lab.training.policy import PolicyConfig, fit_policy
 
 from _machine import cpu_model, source_revision
 

@@ -16,7 +16,8 @@ Gaussian VAE (784-400-20, one pathwise sample, Adam 1e-3):
 - ``hand-cuda-graph``: the hand step captured as one CUDA graph (static input buffer,
   ``Adam(capturable=True)``), replayed per batch; CUDA only;
 - ``pyro``: Pyro's ``SVI`` with ``Trace_ELBO`` on the same network, if ``pyro-ppl`` is installed;
-- ``samplegrad``: ``samplegrad.train.training_step`` (what ``samplegrad train vae`` runs) with
+- ``samplegrad``: ``samplegrad.lab.training.vae.training_step`` (what ``samplegrad train vae``
+runs) with
   batches from ``MNIST.batches``; ``samplegrad-compiled``: the same with ``compile=True``.
 
 Bernoulli VAE (``BernoulliVAE("linear")``, 200 binary latents, DisARM with 2 samples):
@@ -56,11 +57,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import samplegrad
-from samplegrad._sampling import ReplicaGenerators
-from samplegrad.data import MNIST, load_mnist
-from samplegrad.models import BernoulliVAE, GaussianVAE, make_estimator
-from samplegrad.models.replicated import replicate
-from samplegrad.train import training_step
+from samplegrad._internal.sampling import ReplicaGenerators
+from samplegrad.lab.data import MNIST, load_mnist
+from samplegrad.lab.models import BernoulliVAE, GaussianVAE, make_estimator
+from samplegrad.lab.models.replicated import replicate
+from samplegrad.lab.training.vae import training_step
 
 from _machine import cpu_model, source_revision
 
@@ -290,8 +291,8 @@ def seeded_model(model_name: str, seed: int, device: torch.device) -> tuple[nn.M
 def samplegrad_loop(
     data: MNIST, device: torch.device, model_name: str, compiled: bool, seeds: int = 1
 ) -> Contender:
-    """``samplegrad.train.training_step``; with ``seeds > 1``, that many replicas in one
-    batched step (``samplegrad.models.replicated``, one generator per replica), as
+    """``samplegrad.lab.training.vae.training_step``; with ``seeds > 1``, that many replicas in one
+    batched step (``samplegrad.lab.models.replicated``, one generator per replica), as
     ``samplegrad train vae --seeds`` trains them."""
 
     def make() -> Callable[[], None]:
@@ -323,7 +324,7 @@ def samplegrad_loop(
     )
     what = "DisARM, 2 samples" if model_name == "bernoulli" else "pathwise, 1 sample"
     extras = (", torch.compile" if compiled else "") + (f", {seeds} replicas" if seeds > 1 else "")
-    note = f"samplegrad.train.training_step ({what}{extras})"
+    note = f"samplegrad.lab.training.vae.training_step ({what}{extras})"
     return Contender(model_name, name, make, note)
 
 

@@ -1,7 +1,7 @@
 """Many seeds in one process: the cost of ``samplegrad train vae --seeds N`` per training step.
 
-What is measured: the wall time per optimiser step of ``samplegrad.train.fit`` (drawing and
-binarizing every replica's batch, one forward and backward pass through the replicated model,
+What is measured: the wall time per optimiser step of ``samplegrad.lab.training.vae.fit`` (drawing
+and binarizing every replica's batch, one forward and backward pass through the replicated model,
 the Adam step, reading the ELBOs), for ``N = 1, 2, 4, 8`` seeds, against ``N = 1`` (the plain
 single-seed path: no replication at all). Steps are timed from ``fit``'s ``on_step`` callback:
 the first ``warmup`` steps are skipped, and ms / step is the time of the next ``steps`` divided
@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 
 import samplegrad as sg
-from samplegrad.train import TrainConfig, fit
+from samplegrad.lab.training.vae import TrainConfig, fit
 
 from _machine import cpu_model, source_revision
 

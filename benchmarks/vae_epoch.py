@@ -12,7 +12,7 @@ image, Adam with learning rate 1e-3.
 
 Contenders:
 
-* ``samplegrad``: ``samplegrad.models.GaussianVAE(latent_dim=20, hidden=400)``, its
+* ``samplegrad``: ``samplegrad.lab.models.GaussianVAE(latent_dim=20, hidden=400)``, its
   ``.loss(x, generator=...)`` (analytic KL plus the Monte Carlo Bernoulli likelihood through
   ``sg.nn.Sampling``), ``torch.optim.Adam``, batches from ``MNIST.batches(128, generator=...)``;
 * ``hand``: the same network written in plain PyTorch (``nn.Linear`` layers, the
@@ -68,8 +68,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import samplegrad as sg
-from samplegrad.data import MNIST, load_mnist
-from samplegrad.models import GaussianVAE
+from samplegrad.lab.data import MNIST, load_mnist
+from samplegrad.lab.models import GaussianVAE
 
 from _machine import cpu_model, source_revision
 

@@ -10,8 +10,8 @@ Two tables, written to ``benchmarks/results/vae_quality_{gaussian,discrete}.{jso
   number of steps with every applicable estimator (2 samples per image and step, so that the
   leave-one-out baseline and the antithetic pairs apply), same seed.
 
-Every run is ``samplegrad train vae`` (``samplegrad.train.fit``); the command line of each is
-recorded. The two parts can run side by side (one thread each). Usage::
+Every run is ``samplegrad train vae`` (``samplegrad.lab.training.vae.fit``); the command line of
+each is recorded. The two parts can run side by side (one thread each). Usage::
 
     python benchmarks/vae_quality.py --part {gaussian,discrete} [--data-dir DIR] [--steps N]
         [--out benchmarks/results]
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from samplegrad.train import TrainConfig, fit
+from samplegrad.lab.training.vae import TrainConfig, fit
 
 DISCRETE = {
     "bernoulli": [

@@ -11,7 +11,7 @@ import torch
 from torch.distributions import Distribution
 
 from samplegrad import _expectation
-from samplegrad.data import mnist as mnist_module
+from samplegrad.lab.data import mnist as mnist_module
 
 
 @pytest.fixture(autouse=True)

@@ -19,8 +19,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from samplegrad import _distributed as distributed
-from samplegrad import _runs, cli, train
+from samplegrad import cli
+from samplegrad.lab.training import distributed as distributed
+from samplegrad.lab.training import runs as _runs
+from samplegrad.lab.training import vae as train
 
 
 def main(dump: Path, runs: list[list[str]]) -> int:

@@ -13,7 +13,7 @@ from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
 import samplegrad as sg
-from samplegrad.bnn_variance import gradient_variance
+from samplegrad.lab.compare.bnn_variance import gradient_variance
 from samplegrad.nn.bayesian import FlipoutNoise, OutputNoise, WeightNoise
 
 LINEAR = [sg.nn.BayesLinear, sg.nn.FlipoutLinear, sg.nn.LocalReparamLinear]

@@ -16,11 +16,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from samplegrad.calibration import expected_calibration_error, predictive_entropy, reliability
 from samplegrad.cli import main
-from samplegrad.data import MNISTNotFoundError, find_mnist
-from samplegrad.models.bnn import BayesianCNN, BayesianMLP
-from samplegrad.train_bnn import CHECKPOINT, CSV_COLUMNS, SUMMARY_KEYS, BNNConfig, fit_bnn
+from samplegrad.lab.data import MNISTNotFoundError, find_mnist
+from samplegrad.lab.models.bnn import BayesianCNN, BayesianMLP
+from samplegrad.lab.training.bnn import CHECKPOINT, CSV_COLUMNS, SUMMARY_KEYS, BNNConfig, fit_bnn
+from samplegrad.lab.training.calibration import (
+    expected_calibration_error,
+    predictive_entropy,
+    reliability,
+)
 
 from fake_mnist import write_fake_mnist
 

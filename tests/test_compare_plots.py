@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samplegrad.compare_plots import (
+from samplegrad.lab.plots.compare import (
     plot_result,
     plot_snr,
     plot_variance_sweep,

@@ -22,9 +22,9 @@ import matplotlib.image
 import pytest
 import torch
 
-from samplegrad import compare_problems
 from samplegrad.cli import main
-from samplegrad.compare import (
+from samplegrad.lab.compare import problems as compare_problems
+from samplegrad.lab.compare.runner import (
     Bernoulli3D,
     CompareError,
     GaussianCos,
@@ -34,8 +34,8 @@ from samplegrad.compare import (
     write_csv,
     write_json,
 )
-from samplegrad.models import BernoulliVAE, GaussianVAE
-from samplegrad.train import TrainConfig, fit
+from samplegrad.lab.models import BernoulliVAE, GaussianVAE
+from samplegrad.lab.training.vae import TrainConfig, fit
 
 from fake_mnist import write_fake_mnist
 from stats import Z_MEAN, Z_VARIANCE

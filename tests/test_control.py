@@ -9,7 +9,7 @@ from torch import nn
 from torch.distributions import Bernoulli, Categorical, Independent, Normal, OneHotCategorical
 
 import samplegrad as sg
-from samplegrad._sampling import open_uniform
+from samplegrad._internal.sampling import open_uniform
 from samplegrad.estimators.control import (
     REBAR,
     RELAX,

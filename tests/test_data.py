@@ -1,4 +1,4 @@
-"""samplegrad.data: IDX reading, MNIST look-up, splits, binarizations, batches, broken files.
+"""samplegrad.lab.data: IDX reading, MNIST look-up, splits, binarizations, batches, broken files.
 
 Every test but the last runs on small IDX files written into ``tmp_path``; the network is never
 touched (an autouse fixture replaces the downloader with one that fails at once).
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from samplegrad.data import (
+from samplegrad.lab.data import (
     MNIST,
     MNIST_FILES,
     Binarization,
@@ -26,7 +26,7 @@ from samplegrad.data import (
     load_mnist,
     read_idx,
 )
-from samplegrad.data import mnist as mnist_module
+from samplegrad.lab.data import mnist as mnist_module
 
 # Read before the autouse fixture clears it for each test.
 _REAL_DATA_ENV = os.environ.get("SAMPLEGRAD_DATA")

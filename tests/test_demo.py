@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from samplegrad import compare_problems, demo
 from samplegrad.cli import main
-from samplegrad.report import Report
+from samplegrad.lab.compare import problems as compare_problems
+from samplegrad.lab.report import demo
+from samplegrad.lab.report.html import Report
 
 from browser import browser_unavailable_reason, check_page
 from fake_mnist import write_fake_mnist

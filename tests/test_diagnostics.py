@@ -15,7 +15,6 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Independent, Normal
 
 import samplegrad as sg
-from samplegrad.compare import BernoulliToy, GaussianQuadratic
 from samplegrad.diagnostics import (
     GradientStats,
     format_table,
@@ -24,6 +23,7 @@ from samplegrad.diagnostics import (
     measure_batched,
     seconds_per_call,
 )
+from samplegrad.lab.compare.runner import BernoulliToy, GaussianQuadratic
 
 from stats import Z_MEAN, Z_VARIANCE
 

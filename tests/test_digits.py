@@ -1,13 +1,14 @@
-"""samplegrad.data.load_digits_fallback: scikit-learn's 8 x 8 digits behind MNIST's interface."""
+"""samplegrad.lab.data.load_digits_fallback: scikit-learn's 8 x 8 digits behind MNIST's
+interface."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from samplegrad.data import MNIST, Binarization, Digits, load_digits_fallback
-from samplegrad.data.digits import TEST_SIZE
-from samplegrad.models.gaussian import GaussianVAE
+from samplegrad.lab.data import MNIST, Binarization, Digits, load_digits_fallback
+from samplegrad.lab.data.digits import TEST_SIZE
+from samplegrad.lab.models.gaussian import GaussianVAE
 
 
 def test_splits_shapes_and_range():

@@ -4,8 +4,8 @@ Both runs of each model (Gaussian, and Bernoulli with DisARM) train on a tiny fa
 training images in global batches of 16, for two epochs (six steps): the two processes must
 end with identical parameters, rank 0's checkpoint must hold the single-process run's
 parameters to float rounding (the processes draw the single process's data order,
-binarization and noise and keep their rows; see :mod:`samplegrad.train`), and only rank 0 may
-write files (``tests/ddp_worker.py`` makes any other write fail). Without processes: the
+binarization and noise and keep their rows; see :mod:`samplegrad.lab.training.vae`), and only rank
+0 may write files (``tests/ddp_worker.py`` makes any other write fail). Without processes: the
 sharded noise draws and the checks of the global batch.
 """
 
@@ -23,11 +23,11 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from samplegrad import _distributed as distributed
-from samplegrad import train
-from samplegrad._sampling import open_uniform, sharded, standard_normal, unsharded
+from samplegrad._internal.sampling import open_uniform, sharded, standard_normal, unsharded
 from samplegrad.cli import main as cli_main
-from samplegrad.train import CHECKPOINT, TrainConfig, TrainError
+from samplegrad.lab.training import distributed as distributed
+from samplegrad.lab.training import vae as train
+from samplegrad.lab.training.vae import CHECKPOINT, TrainConfig, TrainError
 
 from fake_mnist import write_fake_mnist
 

@@ -1,5 +1,5 @@
-"""Exact gradients and variances (:mod:`samplegrad._exact_gaussian`,
-:mod:`samplegrad._exact_bernoulli`) against closed forms, independent quadrature and the
+"""Exact gradients and variances (:mod:`samplegrad.lab.compare.exact_gaussian`,
+:mod:`samplegrad.lab.compare.exact_bernoulli`) against closed forms, independent quadrature and the
 library's estimators.
 
 Three independent checks: closed forms (``compare.GaussianQuadratic`` and
@@ -24,10 +24,10 @@ from torch import Tensor
 from torch.distributions import Normal
 
 import samplegrad as sg
-from samplegrad import _exact_bernoulli as exact_bernoulli
-from samplegrad import _exact_gaussian as exact_gaussian
-from samplegrad._exact_gaussian import Cost1D, cosine, exponential, quadratic
-from samplegrad.compare import BernoulliToy, GaussianQuadratic
+from samplegrad.lab.compare import exact_bernoulli as exact_bernoulli
+from samplegrad.lab.compare import exact_gaussian as exact_gaussian
+from samplegrad.lab.compare.exact_gaussian import Cost1D, cosine, exponential, quadratic
+from samplegrad.lab.compare.runner import BernoulliToy, GaussianQuadratic
 
 from problems import three_dimensional_bernoulli
 from stats import assert_mean_close, assert_variance_close
@@ -40,7 +40,8 @@ GAUSSIAN_ESTIMATORS: dict[str, Callable[[], sg.Estimator]] = {
     "measure-valued": sg.MeasureValued,
     "measure-valued-uncoupled": lambda: sg.MeasureValued(coupling=False),
 }
-"""The estimators behind :data:`samplegrad._exact_gaussian.ESTIMATORS`, as compare builds them."""
+"""The estimators behind :data:`samplegrad.lab.compare.exact_gaussian.ESTIMATORS`, as compare
+builds them."""
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -79,7 +80,7 @@ def test_quadratic_matches_closed_forms(mu, sigma, k):
 
 
 def closed_form_expectation(name: str, k: float, mu: Tensor, sigma: Tensor) -> Tensor:
-    """``E f`` in closed form (module docstring of :mod:`samplegrad._exact_gaussian`)."""
+    """``E f`` in closed form (module docstring of :mod:`samplegrad.lab.compare.exact_gaussian`)."""
     if name == "cos":
         return torch.cos(k * mu) * torch.exp(-(k**2) * sigma**2 / 2)
     spread = 1 + 2 * k * sigma**2

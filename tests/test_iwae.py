@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.distributions import Bernoulli, Independent, Normal
 
 import samplegrad as sg
-from samplegrad._sampling import draw
+from samplegrad._internal.sampling import draw
 from samplegrad.estimators.base import zero_with_gradient_of
 from samplegrad.estimators.vimco import leave_one_out_bounds
 

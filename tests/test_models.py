@@ -1,4 +1,4 @@
-"""The VAEs of ``samplegrad.models``: shapes, gradients, bounds, and unbiased ELBO gradients.
+"""The VAEs of ``samplegrad.lab.models``: shapes, gradients, bounds, and unbiased ELBO gradients.
 
 All models are tiny (a dozen pixels) and the images random, so every test runs in seconds.
 """
@@ -13,7 +13,7 @@ from torch import nn
 from torch.distributions import Independent, Normal, kl_divergence
 
 import samplegrad as sg
-from samplegrad.models import (
+from samplegrad.lab.models import (
     BernoulliVAE,
     CategoricalVAE,
     DiscreteVAE,

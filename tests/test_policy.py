@@ -1,5 +1,5 @@
-"""samplegrad.train_policy and ``samplegrad train policy``: the MNIST bandit's accuracy on the
-real test set, the files of a run, resume, errors, and a CartPole smoke run.
+"""samplegrad.lab.training.policy and ``samplegrad train policy``: the MNIST bandit's accuracy on
+the real test set, the files of a run, resume, errors, and a CartPole smoke run.
 
 The smoke runs use a tiny fake MNIST (64 training images, 16 of them held out, 16 test
 images); the accuracy test needs the real files (``$SAMPLEGRAD_DATA``) and skips without them.
@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from samplegrad.cli import main
-from samplegrad.data import MNISTNotFoundError, find_mnist
-from samplegrad.train_policy import (
+from samplegrad.lab.data import MNISTNotFoundError, find_mnist
+from samplegrad.lab.training.policy import (
     CHECKPOINT,
     CSV_COLUMNS,
     SUMMARY_KEYS,

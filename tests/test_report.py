@@ -1,5 +1,5 @@
-"""samplegrad.report: escaping, table formatting, PNG embedding, atomic writes, and the page as
-headless chromium renders it (skipped, with the reason, where chromium is not installed)."""
+"""samplegrad.lab.report.html: escaping, table formatting, PNG embedding, atomic writes, and the
+page as headless chromium renders it (skipped, with the reason, where chromium is not installed)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import samplegrad
-from samplegrad.report import PNG_SIGNATURE, Report
+from samplegrad.lab.report.html import PNG_SIGNATURE, Report
 
 import browser
 from browser import browser_unavailable_reason, check_page
@@ -159,7 +159,7 @@ def test_write_is_atomic_and_utf8(tmp_path, monkeypatch):
 
     old = path.read_bytes()
     report.paragraph("new")
-    monkeypatch.setattr("samplegrad._files.os.replace", fail)
+    monkeypatch.setattr("samplegrad.lab.files.os.replace", fail)
     with pytest.raises(OSError, match="disk full"):
         report.write(path.parent)
     assert path.read_bytes() == old

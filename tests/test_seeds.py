@@ -16,11 +16,11 @@ import torch
 from torch import nn
 from torch.distributions import Beta
 
-from samplegrad._sampling import ReplicaGenerators, draw
+from samplegrad._internal.sampling import ReplicaGenerators, draw
 from samplegrad.cli import main
-from samplegrad.models import BernoulliVAE, CategoricalVAE, GaussianVAE, make_estimator
-from samplegrad.models.replicated import ReplicatedLinear, replica, replicate
-from samplegrad.train import (
+from samplegrad.lab.models import BernoulliVAE, CategoricalVAE, GaussianVAE, make_estimator
+from samplegrad.lab.models.replicated import ReplicatedLinear, replica, replicate
+from samplegrad.lab.training.vae import (
     CHECKPOINT,
     SEEDS_CSV_COLUMNS,
     SUMMARY_KEYS,

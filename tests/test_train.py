@@ -1,4 +1,5 @@
-"""samplegrad.train and ``samplegrad train vae``: runs per latent, files, resume, signals, errors.
+"""samplegrad.lab.training.vae and ``samplegrad train vae``: runs per latent, files, resume,
+signals, errors.
 
 Every run trains on a tiny fake MNIST written into ``tmp_path`` (64 training images, of which
 16 are held out for validation, and 16 test images), in batches of 16: three steps an epoch.
@@ -20,9 +21,16 @@ import pytest
 import torch
 
 from samplegrad import cli
-from samplegrad import train as train_module
 from samplegrad.cli import main
-from samplegrad.train import CHECKPOINT, CSV_COLUMNS, SUMMARY_KEYS, TrainConfig, TrainError, fit
+from samplegrad.lab.training import vae as train_module
+from samplegrad.lab.training.vae import (
+    CHECKPOINT,
+    CSV_COLUMNS,
+    SUMMARY_KEYS,
+    TrainConfig,
+    TrainError,
+    fit,
+)
 
 from fake_mnist import write_fake_mnist
 

@@ -9,12 +9,10 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from samplegrad import _validation
-from samplegrad.estimators.base import REGISTRY, Estimator
-from samplegrad.estimators.baselines import MovingAverage
-from samplegrad.estimators.score import ScoreFunction
-
-AUTO = "auto"
+from samplegrad._internal import validation as _validation
+from samplegrad.estimators import catalog
+from samplegrad.estimators.base import Estimator
+from samplegrad.estimators.catalog import AUTO
 
 
 class AutoEstimatorWarning(UserWarning):
@@ -22,15 +20,19 @@ class AutoEstimatorWarning(UserWarning):
 
 
 _named: dict[str, Estimator] = {}
-"""One default-configured instance per name: the named estimators are stateless."""
+"""One default-configured instance per name given to :func:`resolve`."""
 
-_auto_leave_one_out = ScoreFunction(baseline="loo")
-"""``"auto"``'s choice for ``num_samples >= 2`` without ``rsample`` (stateless)."""
-
-_auto_moving_averages: dict[object, ScoreFunction] = {}
+_auto_moving_averages: dict[object, Estimator] = {}
 """``"auto"``'s moving-average estimators, one per cost function, so their state persists."""
 
 _announced: set[tuple[str, str]] = set()
+
+_AUTO_CHOICES = {
+    "pathwise": "pathwise",
+    "score-loo": "score function with a leave-one-out baseline",
+    "score-ma": "score function with a moving-average baseline (decay 0.9, kept per cost function)",
+}
+"""How the warning of ``"auto"`` names each choice of :func:`samplegrad.estimators.catalog.auto`."""
 
 
 def expectation(
@@ -45,13 +47,13 @@ def expectation(
     Args:
         f: maps samples of shape ``(S, *B, *E)`` to costs of shape ``(S, *B)``, for any ``S``.
         dist: a ``torch.distributions.Distribution`` with batch shape ``B``, event shape ``E``.
-        estimator: an :class:`~samplegrad.Estimator` instance, or a name: ``"pathwise"``,
-            ``"score"``, ``"gumbel"``, ``"straight-through"``, ``"enumerate"``, ``"arm"``,
-            ``"disarm"``, ``"rebar"``, ``"measure-valued"``, or ``"auto"`` (``sg.RELAX`` needs
-            its control, so only an instance)
-            (pathwise where ``dist.has_rsample``, else the score function with a leave-one-out
-            baseline, or a moving average when ``num_samples == 1``; a warning names the choice
-            once).
+        estimator: an :class:`~samplegrad.Estimator` instance, or a name of the catalog
+            (:data:`samplegrad.estimators.catalog.CATALOG`: ``"pathwise"``, ``"score"``,
+            ``"score-loo"``, ``"gumbel"``, ``"arm"``, ...) without state of its own, or
+            ``"auto"`` (:func:`samplegrad.estimators.catalog.auto`: pathwise where
+            ``dist.has_rsample``, else the score function with a leave-one-out baseline, or a
+            moving average when ``num_samples == 1``; a warning names the choice once).
+            Estimators that need arguments (``sg.RELAX``'s control) are passed as instances.
         num_samples: samples per batch element.
         generator: a ``torch.Generator``; the same state gives the same samples and surrogate.
 
@@ -71,42 +73,47 @@ def resolve(
         return estimator
     if estimator == AUTO:
         return _auto(f, _validation.check_distribution(dist), num_samples)
-    if isinstance(estimator, str) and estimator in REGISTRY:
-        if estimator not in _named:
-            try:
-                _named[estimator] = REGISTRY[estimator]()
-            except TypeError as error:  # a required argument, such as RELAX's control
-                cls = REGISTRY[estimator].__name__
-                raise ValueError(
-                    f"estimator {estimator!r} cannot be built from its name alone ({error}); "
-                    f"pass an instance, e.g. sg.{cls}(...)"
-                ) from error
-        return _named[estimator]
     if estimator == "vimco":
         raise ValueError(
             "estimator 'vimco' estimates the gradient of the importance-weighted bound, not of "
             "E[f]: use sg.iwae_bound(log_weight, dist, num_samples, estimator='vimco')"
         )
-    names = ", ".join(repr(n) for n in [*sorted(REGISTRY), AUTO])
-    raise ValueError(
-        f"estimator must be an sg.Estimator instance or one of {names}, got {estimator!r}"
-    )
+    if not isinstance(estimator, str) or estimator not in catalog.CATALOG:
+        names = ", ".join(repr(n) for n in [*catalog.CATALOG, AUTO])
+        raise ValueError(
+            f"estimator must be an sg.Estimator instance or one of {names}, got {estimator!r}"
+        )
+    if estimator not in _named:
+        _named[estimator] = _build(catalog.CATALOG[estimator])
+    return _named[estimator]
+
+
+def _build(entry: catalog.Entry) -> Estimator:
+    """The instance a name stands for; a variant with state of its own is refused by name."""
+    if entry.required_options:
+        raise ValueError(
+            f"estimator {entry.name!r} cannot be built from its name alone (it needs "
+            f"{', '.join(entry.required_options)}); pass an instance, e.g. "
+            f"sg.{entry.cls.__name__}(...)"
+        )
+    if entry.is_variant and entry.stateful:
+        raise ValueError(
+            f"estimator {entry.name!r} keeps state between calls, which a name cannot: create "
+            f"the instance once and keep it, e.g. estimator = sg.{entry.cls.__name__}(...)"
+        )
+    return entry.build()
 
 
 def _auto(f: object, dist: Distribution, num_samples: int) -> Estimator:
-    if dist.has_rsample:
-        return announce("pathwise", dist, resolve("pathwise", f, dist, num_samples))
-    if isinstance(num_samples, int) and num_samples >= 2:
-        return announce("score function with a leave-one-out baseline", dist, _auto_leave_one_out)
+    n = num_samples if isinstance(num_samples, int) else 1
+    name = catalog.auto(dist, n)
+    if name != "score-ma":
+        return announce(_AUTO_CHOICES[name], dist, resolve(name, f, dist, num_samples))
     # A lambda re-created at every step keeps its code object: key the state on that.
     key = getattr(f, "__code__", type(f))
     if key not in _auto_moving_averages:
-        _auto_moving_averages[key] = ScoreFunction(baseline=MovingAverage(0.9))
-    return announce(
-        "score function with a moving-average baseline (decay 0.9, kept per cost function)",
-        dist,
-        _auto_moving_averages[key],
-    )
+        _auto_moving_averages[key] = catalog.CATALOG[name].build()
+    return announce(_AUTO_CHOICES[name], dist, _auto_moving_averages[key])
 
 
 def announce(choice: str, dist: Distribution, estimator: Estimator) -> Estimator:

@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from samplegrad import _validation
-from samplegrad._sampling import draw
+from samplegrad._internal import validation as _validation
+from samplegrad._internal.sampling import draw
 from samplegrad.estimators.base import Cost, Estimator, describe_base
 from samplegrad.estimators.pathwise import Pathwise
 from samplegrad.estimators.vimco import VIMCO, log_mean_exp
@@ -77,15 +77,10 @@ def iwae_bound(
             f"(dist.has_rsample) and {type(dist).__name__}{describe_base(dist)} has none; use "
             "estimator='vimco', which handles any distribution"
         )
-    cost, num_samples, generator = _validation.check_arguments(
-        log_weight,
-        dist,
-        num_samples,
-        generator,
-        resolved.min_num_samples,
-        f"for iwae_bound with {resolved.name!r}",
-        name="log_weight",
+    num_samples = _validation.check_num_samples(
+        num_samples, minimum=resolved.min_num_samples, why=f"for iwae_bound with {resolved.name!r}"
     )
+    cost, generator = _validation.check_arguments(log_weight, dist, generator, name="log_weight")
     if isinstance(resolved, VIMCO):
         return resolved.bound(cost, dist, num_samples, generator)
     return _pathwise_bound(cost, dist, num_samples, generator)

@@ -75,11 +75,13 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution
 
-from samplegrad import _validation
-from samplegrad._expectation import AUTO, announce, resolve
-from samplegrad._families import base_distribution
-from samplegrad._sampling import draw
+from samplegrad._expectation import announce, resolve
+from samplegrad._internal import validation as _validation
+from samplegrad._internal.families import base_distribution
+from samplegrad._internal.sampling import draw
+from samplegrad.estimators import catalog
 from samplegrad.estimators.baselines import Baseline, LeaveOneOut, check_baseline_samples
+from samplegrad.estimators.catalog import AUTO
 from samplegrad.estimators.pathwise import Pathwise
 from samplegrad.estimators.relaxed import DiscreteStandIn
 from samplegrad.estimators.score import ScoreFunction
@@ -393,15 +395,13 @@ class Graph:
         self, estimator: object, dist: Distribution
     ) -> ScoreFunction | Pathwise | DiscreteStandIn:
         if estimator == AUTO:
-            if dist.has_rsample:
-                return announce("pathwise", dist, Pathwise())
-            if self._num_samples is not None and self._num_samples >= 2:
+            choice = catalog.auto(dist, self._num_samples or 1)
+            if choice == "score-ma":  # a graph lives one step: no history to average over
                 return announce(
-                    "score function with a leave-one-out baseline over the joint samples",
-                    dist,
-                    ScoreFunction(baseline="loo"),
+                    "score function (no baseline: one joint sample)", dist, ScoreFunction()
                 )
-            return announce("score function (no baseline: one joint sample)", dist, ScoreFunction())
+            described = _AUTO_CHOICES.get(choice, choice)
+            return announce(described, dist, catalog.CATALOG[choice].build())
         chosen = resolve(estimator, None, dist, 1)  # type: ignore[arg-type]
         if not isinstance(chosen, ScoreFunction | Pathwise | DiscreteStandIn) or (
             isinstance(chosen, ScoreFunction) and chosen.control_variate is not None
@@ -419,6 +419,12 @@ class Graph:
         if isinstance(chosen, ScoreFunction) and chosen.baseline is not None:
             check_baseline_samples(chosen.baseline, self._num_samples or 1)
         return chosen
+
+
+_AUTO_CHOICES = {
+    "score-loo": "score function with a leave-one-out baseline over the joint samples",
+}
+"""How the warning of ``"auto"`` names a choice where a graph's words differ from the name."""
 
 
 def _parameters(dist: Distribution) -> list[Tensor]:

@@ -1,7 +1,9 @@
-"""Gradient estimators, one family per module; each registers itself under its name."""
+"""Gradient estimators, one family per module; each registers itself (and its named variants)
+in :mod:`samplegrad.estimators.catalog`."""
 
+from samplegrad._internal.validation import check_num_samples
 from samplegrad.estimators.antithetic import ARM, DisARM
-from samplegrad.estimators.base import REGISTRY, Estimator, estimators_supporting
+from samplegrad.estimators.base import Cost, Estimator, estimators_supporting
 from samplegrad.estimators.baselines import Baseline, LeaveOneOut, MovingAverage
 from samplegrad.estimators.control import REBAR, RELAX
 from samplegrad.estimators.enumerate import Enumerate
@@ -9,15 +11,15 @@ from samplegrad.estimators.measure_valued import MeasureValued
 from samplegrad.estimators.pathwise import Pathwise
 from samplegrad.estimators.relaxed import GumbelSoftmax, StraightThrough
 from samplegrad.estimators.score import ScoreFunction
-from samplegrad.estimators.vimco import VIMCO
+from samplegrad.estimators.vimco import VIMCO, log_mean_exp
 
 __all__ = [
     "ARM",
     "REBAR",
-    "REGISTRY",
     "RELAX",
     "VIMCO",
     "Baseline",
+    "Cost",
     "DisARM",
     "Enumerate",
     "Estimator",
@@ -28,5 +30,7 @@ __all__ = [
     "Pathwise",
     "ScoreFunction",
     "StraightThrough",
+    "check_num_samples",
     "estimators_supporting",
+    "log_mean_exp",
 ]

@@ -42,9 +42,10 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution
 
-from samplegrad._families import base_distribution
-from samplegrad._sampling import open_uniform
-from samplegrad.estimators.base import Cost, Estimator, register
+from samplegrad._internal.families import base_distribution
+from samplegrad._internal.sampling import open_uniform
+from samplegrad.estimators.base import Cost, Estimator
+from samplegrad.estimators.catalog import register
 
 
 class Antithetic(Estimator):
@@ -54,20 +55,25 @@ class Antithetic(Estimator):
     ``f`` is called once, on the ``K`` samples ``b`` followed by their ``K`` partners ``b~``.
     """
 
+    unbiased = True
     min_num_samples = 2
 
     @classmethod
     def supports(cls, dist: Distribution) -> bool:
         return isinstance(base_distribution(dist), Bernoulli)
 
-    def estimate(
-        self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
-    ) -> Tensor:
+    def check_num_samples(self, num_samples: object) -> int:
+        num_samples = super().check_num_samples(num_samples)
         if num_samples % 2:
             raise ValueError(
                 f"num_samples must be even for estimator {self.name!r} (antithetic pairs), "
                 f"got {num_samples}"
             )
+        return num_samples
+
+    def estimate(
+        self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
+    ) -> Tensor:
         logits = base_distribution(dist).logits
         pairs = num_samples // 2
         # u is float32 or wider (open_uniform), so b and the weights are computed in it.

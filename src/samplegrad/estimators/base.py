@@ -25,8 +25,9 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from samplegrad import _validation
-from samplegrad._families import base_distribution
+from samplegrad._internal import validation as _validation
+from samplegrad._internal.families import base_distribution
+from samplegrad.estimators import catalog
 
 Cost = Callable[[Tensor], Tensor]
 
@@ -37,7 +38,33 @@ class Estimator(nn.Module):
     name: ClassVar[str]
     """The string that names this estimator in ``sg.expectation(..., estimator=name)``."""
 
+    unbiased: ClassVar[bool]
+    """Whether the gradient estimate's expectation is the exact gradient of ``E[f]``."""
+
+    stateful: ClassVar[bool] = False
+    """Whether every instance holds buffers or parameters that must persist between calls
+    (REBAR's temperature). A configured instance of a stateless class can still hold state (a
+    moving-average baseline): :attr:`has_state` says so for an instance."""
+
     min_num_samples: ClassVar[int] = 1
+    """The fewest samples any configuration accepts; :meth:`check_num_samples` adds the
+    configuration's own rules."""
+
+    required_options: ClassVar[tuple[str, ...]] = ()
+    """Constructor arguments without a default, which a caller must build for its problem
+    (RELAX's ``control``)."""
+
+    @property
+    def has_state(self) -> bool:
+        """Whether this instance holds buffers or parameters (its class's or its options')."""
+        return any(True for _ in self.parameters()) or any(True for _ in self.buffers())
+
+    def check_num_samples(self, num_samples: object) -> int:
+        """``num_samples`` as an ``int`` this estimator, as configured, accepts; else a
+        ``ValueError`` naming the rule. Subclasses add their rules (antithetic pairs are even)."""
+        return _validation.check_num_samples(
+            num_samples, minimum=self.min_num_samples, why=f"for estimator {self.name!r}"
+        )
 
     @classmethod
     def supports(cls, dist: Distribution) -> bool:
@@ -55,9 +82,8 @@ class Estimator(nn.Module):
         dist = _validation.check_distribution(dist)
         if not self.supports(dist):
             raise TypeError(unsupported_message(self.name, dist))
-        cost, num_samples, generator = _validation.check_arguments(
-            f, dist, num_samples, generator, self.min_num_samples, f"for estimator {self.name!r}"
-        )
+        num_samples = self.check_num_samples(num_samples)
+        cost, generator = _validation.check_arguments(f, dist, generator)
         return self.estimate(cost, dist, num_samples, generator)
 
     def estimate(
@@ -67,19 +93,10 @@ class Estimator(nn.Module):
         raise NotImplementedError
 
 
-REGISTRY: dict[str, type[Estimator]] = {}
-"""Estimator classes by name."""
-
-
-def register(cls: type[Estimator]) -> type[Estimator]:
-    """Class decorator adding an estimator to :data:`REGISTRY` under ``cls.name``."""
-    REGISTRY[cls.name] = cls
-    return cls
-
-
 def estimators_supporting(dist: Distribution) -> list[str]:
-    """Names of the registered estimators that can handle ``dist``, sorted."""
-    return sorted(name for name, cls in REGISTRY.items() if cls.supports(dist))
+    """Names of the registered estimator classes that can handle ``dist``, sorted (the
+    catalog's variants of them too with :func:`samplegrad.estimators.catalog.names_supporting`)."""
+    return sorted(catalog.names_supporting(dist, variants=False))
 
 
 def unsupported_message(name: str, dist: Distribution) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from samplegrad._validation import check_num_samples
+from samplegrad._internal.validation import check_num_samples
 
 
 class Baseline(nn.Module):

@@ -76,10 +76,11 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution
 from torch.nn import functional as F
 
-from samplegrad import _validation
-from samplegrad._families import base_distribution, is_discrete_choice
-from samplegrad._sampling import open_uniform
-from samplegrad.estimators.base import Cost, Estimator, register
+from samplegrad._internal import validation as _validation
+from samplegrad._internal.families import base_distribution, is_discrete_choice
+from samplegrad._internal.sampling import open_uniform
+from samplegrad.estimators.base import Cost, Estimator
+from samplegrad.estimators.catalog import register
 from samplegrad.estimators.relaxed import hard_bernoulli, hard_one_hot
 
 
@@ -208,6 +209,8 @@ class REBAR(RelaxedControlVariate):
     """
 
     name = "rebar"
+    unbiased = True
+    stateful = True
 
     def __init__(self, temperature: float = 0.5, eta: float = 1.0) -> None:
         super().__init__()
@@ -247,6 +250,9 @@ class RELAX(RelaxedControlVariate):
     """
 
     name = "relax"
+    unbiased = True
+    stateful = True
+    required_options = ("control",)
 
     def __init__(self, control: nn.Module) -> None:
         super().__init__()

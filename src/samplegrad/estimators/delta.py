@@ -41,8 +41,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Categorical, Distribution
 
-from samplegrad._families import base_distribution
-from samplegrad._validation import parameter_tensors
+from samplegrad._internal.families import base_distribution
+from samplegrad._internal.validation import parameter_tensors
 
 Coefficient = float | Literal["optimal"]
 

@@ -12,8 +12,9 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from samplegrad._families import base_distribution
-from samplegrad.estimators.base import Cost, Estimator, register
+from samplegrad._internal.families import base_distribution
+from samplegrad.estimators.base import Cost, Estimator
+from samplegrad.estimators.catalog import register
 
 
 @register
@@ -28,6 +29,7 @@ class Enumerate(Estimator):
     """
 
     name = "enumerate"
+    unbiased = True
 
     def __init__(self, max_support_size: int = 2**16) -> None:
         super().__init__()

@@ -65,9 +65,10 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, Normal
 
-from samplegrad._families import base_distribution
-from samplegrad._sampling import open_uniform, standard_normal
-from samplegrad.estimators.base import Cost, Estimator, register
+from samplegrad._internal.families import base_distribution
+from samplegrad._internal.sampling import open_uniform, standard_normal
+from samplegrad.estimators.base import Cost, Estimator
+from samplegrad.estimators.catalog import register, register_variant
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 
@@ -85,6 +86,7 @@ class MeasureValued(Estimator):
     """
 
     name = "measure-valued"
+    unbiased = True
 
     def __init__(self, coupling: bool = True) -> None:
         super().__init__()
@@ -162,3 +164,11 @@ def _perturb_each(base: Tensor, perturbed: Tensor) -> Tensor:
     groups = points[1:].view(3, dim, *base.shape)
     groups[:, coordinate, ..., coordinate] = perturbed.movedim(-1, 0)
     return points
+
+
+register_variant(
+    "measure-valued-uncoupled",
+    MeasureValued,
+    "independent positive and negative parts",
+    lambda: {"coupling": False},
+)

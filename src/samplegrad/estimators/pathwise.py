@@ -18,8 +18,9 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from samplegrad._sampling import draw
-from samplegrad.estimators.base import Cost, Estimator, register
+from samplegrad._internal.sampling import draw
+from samplegrad.estimators.base import Cost, Estimator
+from samplegrad.estimators.catalog import register
 
 
 @register
@@ -27,6 +28,7 @@ class Pathwise(Estimator):
     """``mean_s f(rsample_s)``: the reparameterization trick, for any ``dist.has_rsample``."""
 
     name = "pathwise"
+    unbiased = True
 
     @classmethod
     def supports(cls, dist: Distribution) -> bool:

@@ -25,10 +25,11 @@ from torch import Tensor
 from torch.distributions import Bernoulli, Distribution
 from torch.nn import functional as F
 
-from samplegrad import _validation
-from samplegrad._families import base_distribution, is_discrete_choice
-from samplegrad._sampling import bernoulli, categorical_indices, open_uniform
-from samplegrad.estimators.base import Cost, Estimator, register
+from samplegrad._internal import validation as _validation
+from samplegrad._internal.families import base_distribution, is_discrete_choice
+from samplegrad._internal.sampling import bernoulli, categorical_indices, open_uniform
+from samplegrad.estimators.base import Cost, Estimator
+from samplegrad.estimators.catalog import register, register_variant
 
 
 def gumbel_noise(shape: torch.Size, like: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -172,6 +173,7 @@ class GumbelSoftmax(DiscreteStandIn, Tempered):
     """
 
     name = "gumbel"
+    unbiased = False
 
     def __init__(self, temperature: float = 1.0, hard: bool = False) -> None:
         super().__init__()
@@ -198,11 +200,17 @@ class GumbelSoftmax(DiscreteStandIn, Tempered):
         return f"temperature={self.temperature.item():g}, hard={self.hard}"
 
 
+register_variant(
+    "gumbel-hard", GumbelSoftmax, "straight-through Gumbel-softmax", lambda: {"hard": True}
+)
+
+
 @register
 class StraightThrough(DiscreteStandIn):
     """Straight-through: ``f`` at an exact sample, gradient as if ``dz/dprobs = I`` (biased)."""
 
     name = "straight-through"
+    unbiased = False
 
     def stand_in(
         self,

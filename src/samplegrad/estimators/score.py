@@ -22,15 +22,17 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from samplegrad._sampling import draw
-from samplegrad._validation import check_num_samples
-from samplegrad.estimators.base import Cost, Estimator, register, zero_with_gradient_of
+from samplegrad._internal.sampling import draw
+from samplegrad._internal.validation import check_num_samples
+from samplegrad.estimators.base import Cost, Estimator, zero_with_gradient_of
 from samplegrad.estimators.baselines import (
     Baseline,
     LeaveOneOut,
+    MovingAverage,
     as_baseline,
     check_baseline_samples,
 )
+from samplegrad.estimators.catalog import register, register_variant
 from samplegrad.estimators.delta import (
     Coefficient,
     delta_control_variate,
@@ -59,6 +61,7 @@ class ScoreFunction(Estimator):
     """
 
     name = "score"
+    unbiased = True
 
     def __init__(
         self,
@@ -88,15 +91,19 @@ class ScoreFunction(Estimator):
     def supports(cls, dist: Distribution) -> bool:
         return True
 
-    def estimate(
-        self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
-    ) -> Tensor:
-        baseline_module = self.baseline
-        check_baseline_samples(baseline_module, num_samples)
+    def check_num_samples(self, num_samples: object) -> int:
+        num_samples = super().check_num_samples(num_samples)
+        check_baseline_samples(self.baseline, num_samples)
         if self.control_variate is not None and self.coefficient == "optimal":
             check_num_samples(
                 num_samples, minimum=3, why="for coefficient='optimal' (leave-one-out estimate)"
             )
+        return num_samples
+
+    def estimate(
+        self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
+    ) -> Tensor:
+        baseline_module = self.baseline
         z = draw(dist, torch.Size((num_samples,)), generator, reparameterized=False)
         costs = cost(z)
         log_prob = dist.log_prob(z)
@@ -128,3 +135,23 @@ class ScoreFunction(Estimator):
             beta = optimal_coefficient(costs, controls, log_prob, expectation_term, dist)
             return costs - beta * controls, beta.mean(0) * expectation_term
         return costs - self.coefficient * controls, self.coefficient * expectation_term
+
+
+register_variant(
+    "score-loo",
+    ScoreFunction,
+    "leave-one-out baseline, needs num_samples >= 2",
+    lambda: {"baseline": "loo"},
+)
+register_variant(
+    "score-ma",
+    ScoreFunction,
+    "moving-average baseline, decay 0.9",
+    lambda: {"baseline": MovingAverage(0.9)},
+)
+register_variant(
+    "score-delta",
+    ScoreFunction,
+    "delta-method control variate (second-order Taylor around the mean)",
+    lambda: {"control_variate": "delta"},
+)

@@ -49,7 +49,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from samplegrad._sampling import draw
+from samplegrad._internal.sampling import draw
 from samplegrad.estimators.base import Cost, Estimator, zero_with_gradient_of
 
 _NOT_AN_EXPECTATION = (
@@ -114,6 +114,7 @@ class VIMCO(Estimator):
     """
 
     name = "vimco"
+    unbiased = True
     min_num_samples = 2
 
     @classmethod

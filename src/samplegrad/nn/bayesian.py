@@ -65,7 +65,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from samplegrad._sampling import standard_normal
+from samplegrad._internal.sampling import standard_normal
 
 __all__ = [
     "BayesConv2d",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from samplegrad._sampling import standard_normal
+from samplegrad._internal.sampling import standard_normal
 
 
 def check_layer_num_samples(num_samples: int | None) -> int | None:

@@ -1,0 +1,166 @@
+"""Argument checks shared by every estimator: each error names the argument and the fix.
+
+Checks that read tensor *values* (NaN/inf parameters, a non-positive temperature tensor) follow
+``torch.distributions``' switch: they run while ``Distribution._validate_args`` is on (the
+default, turned off globally with ``Distribution.set_default_validate_args(False)``) and never
+inside ``torch.compile``, where a data-dependent branch would break the graph.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, Independent
+
+from samplegrad._internal.sampling import Generator, ReplicaGenerators
+
+
+def values_are_checked(dist: Distribution | None = None) -> bool:
+    """Whether value checks run now: validation on, and not tracing under ``torch.compile``.
+
+    ``dist._validate_args`` is the distribution's own ``validate_args`` or, by default, the
+    class-wide setting; without ``dist`` the class-wide setting decides.
+    """
+    if torch.compiler.is_compiling():
+        return False
+    return bool((dist if dist is not None else Distribution)._validate_args)
+
+
+def check_num_samples(num_samples: object, *, minimum: int = 1, why: str = "") -> int:
+    """``num_samples`` as an ``int`` of at least ``minimum``."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int):
+        raise ValueError(f"num_samples must be an int, got {num_samples!r}")
+    if num_samples < minimum:
+        reason = f" {why}" if why else ""
+        raise ValueError(f"num_samples must be >= {minimum}{reason}, got {num_samples}")
+    return num_samples
+
+
+def check_distribution(dist: object) -> Distribution:
+    if not isinstance(dist, Distribution):
+        raise TypeError(
+            f"dist must be a torch.distributions.Distribution, got {type(dist).__name__}; "
+            "wrap your parameters, e.g. torch.distributions.Normal(loc, scale)"
+        )
+    return dist
+
+
+def check_finite_parameters(dist: Distribution) -> None:
+    """Raise ``ValueError`` if a parameter of ``dist`` holds NaN or inf.
+
+    ``torch.distributions`` rejects NaN at construction but lets inf through (``constraints.real``
+    only tests ``x == x``); an infinite logit or location makes every estimator return NaN.
+    """
+    if not values_are_checked(dist):
+        return
+    parameters = parameter_tensors(dist)
+    # One reduction and host read per parameter: a sum is finite iff every term is, unless it
+    # overflows, which the exact per-parameter test below tells apart. (Adding the sums as
+    # Python floats is cheaper than adding them as tensors.)
+    if math.isfinite(sum(value.detach().sum().item() for _, value in parameters)):
+        return
+    for name, value in parameters:
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(
+                f"dist.{name} contains NaN or inf; every estimator needs finite parameters "
+                "(clamp logits, e.g. logits.clamp(-30, 30), or check the layer producing them)"
+            )
+
+
+def parameter_tensors(dist: Distribution) -> list[tuple[str, Tensor]]:
+    """The parameter tensors ``dist`` was built from, by name: not the ones it derives lazily
+    (a ``Bernoulli`` built from logits computes ``probs`` on first use and keeps it)."""
+    prefix = ""
+    while isinstance(dist, Independent):
+        dist, prefix = dist.base_dist, prefix + "base_dist."
+    given = dist.__dict__.get("_param")  # the one of probs/logits given, where that is a choice
+    return [
+        (prefix + name, value)
+        for name in dist.arg_constraints
+        if isinstance(value := dist.__dict__.get(name), Tensor)
+        and value.is_floating_point()
+        and (given is None or value is given)
+    ]
+
+
+def check_generator(generator: object, dist: Distribution) -> Generator | None:
+    """``generator`` if it is ``None``, a ``torch.Generator`` or a
+    :class:`~samplegrad._internal.sampling.ReplicaGenerators` on the distribution's device."""
+    if generator is None:
+        return None
+    if not isinstance(generator, torch.Generator | ReplicaGenerators):
+        raise TypeError(
+            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+        )
+    device = _device_of(dist)
+    if device is not None and torch.device(generator.device).type != device.type:
+        raise ValueError(
+            f"generator is on {generator.device} but the distribution's parameters are on "
+            f"{device}; create it with torch.Generator(device={str(device)!r})"
+        )
+    return generator
+
+
+def _device_of(dist: Distribution) -> torch.device | None:
+    parameters = parameter_tensors(dist)
+    if parameters:
+        return parameters[0][1].device
+    try:
+        return dist.mean.device
+    except NotImplementedError:
+        return None
+
+
+def checked_cost(
+    f: Callable[[Tensor], Tensor], batch_shape: torch.Size, name: str = "f"
+) -> Callable[[Tensor], Tensor]:
+    """``f`` wrapped to check that ``f(z)`` has shape ``(z.shape[0], *batch_shape)``; errors
+    call it ``name``."""
+    if not callable(f):
+        raise TypeError(
+            f"{name} must be a callable mapping samples to one number each, got {type(f).__name__}"
+        )
+
+    def cost(z: Tensor) -> Tensor:
+        costs = f(z)
+        expected = (z.shape[0], *batch_shape)
+        if not isinstance(costs, Tensor) or tuple(costs.shape) != expected:
+            got = tuple(costs.shape) if isinstance(costs, Tensor) else type(costs).__name__
+            raise ValueError(
+                f"{name} must return values of shape (num_samples, *dist.batch_shape) = "
+                f"{expected} for samples of shape {tuple(z.shape)}, got {got}; reduce the "
+                f"event dimensions inside {name}, e.g. {name} = lambda z: ((z - x) ** 2).sum(-1)"
+            )
+        return costs
+
+    return cost
+
+
+def check_arguments(
+    f: Callable[[Tensor], Tensor], dist: Distribution, generator: object, name: str = "f"
+) -> tuple[Callable[[Tensor], Tensor], Generator | None]:
+    """The checks every estimator shares, once ``dist`` is known to be supported: returns the
+    shape-checked cost and ``generator``."""
+    generator = check_generator(generator, dist)
+    check_finite_parameters(dist)
+    return checked_cost(f, dist.batch_shape, name), generator
+
+
+def check_temperature(temperature: float | Tensor, *, argument: str = "temperature") -> None:
+    """Raise ``ValueError`` unless ``temperature`` is finite and > 0.
+
+    A temperature tensor (the 0-dim buffer a schedule anneals in place) is read as one number,
+    the cheapest host read; like the other value checks it is skipped while compiling.
+    """
+    if isinstance(temperature, Tensor):
+        if not values_are_checked():
+            return
+        temperature = temperature.item()
+    if not (isinstance(temperature, int | float) and 0 < temperature < math.inf):
+        raise ValueError(
+            f"{argument} must be a finite number > 0, got {temperature!r}; small values "
+            "(e.g. 0.1) give nearly discrete samples, large values smooth ones"
+        )

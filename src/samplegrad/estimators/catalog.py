@@ -1,0 +1,152 @@
+"""Every estimator name in one catalog: the registered classes and their configured variants.
+
+A class registers itself under its ``name`` with :func:`register`; a *variant* is a registered
+class with options under a name of its own (``"score-loo"`` is ``ScoreFunction(baseline="loo")``),
+declared with :func:`register_variant` in the class's module. Everything that lists estimators
+reads this catalog: ``sg.expectation``'s names, ``samplegrad compare``, the lab's models and
+trainers, the command line's choices and help, and the tests. The facts about an estimator live
+on its class (``unbiased``, ``stateful``, ``min_num_samples``, ``required_options``,
+``supports``); an :class:`Entry` adds the options of its name.
+
+The rule of ``estimator="auto"`` lives here too, once: :func:`auto`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from samplegrad._internal.validation import check_num_samples
+
+if TYPE_CHECKING:
+    from torch.distributions import Distribution
+
+    from samplegrad.estimators.base import Estimator
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name of the catalog: an estimator class and the options its name stands for."""
+
+    name: str
+    cls: type[Estimator]
+    options: Callable[[], dict[str, Any]] = dict
+    """The constructor's keyword options, made anew for every build, so a stateful option (a
+    moving average) is never shared between two estimators."""
+    summary: str = ""
+    """What a variant adds to its class (for help texts); empty for a class's own name."""
+
+    @property
+    def is_variant(self) -> bool:
+        return self.name != self.cls.name
+
+    @property
+    def unbiased(self) -> bool:
+        return self.cls.unbiased
+
+    @property
+    def required_options(self) -> tuple[str, ...]:
+        """Constructor arguments the caller builds for its problem (RELAX's ``control``)."""
+        return self.cls.required_options
+
+    @property
+    def stateful(self) -> bool:
+        """Whether an estimator of this name holds state that must persist between calls (and
+        so must be created once and kept, never shared between models or replicas). A class
+        with required options is taken as stateful: what the caller builds (RELAX's control
+        network) has parameters."""
+        if self.cls.stateful or self.cls.required_options:
+            return True
+        return _probe(self).has_state
+
+    @property
+    def min_num_samples(self) -> int:
+        """The fewest samples this name accepts (``"score-loo"``: 2)."""
+        return next(n for n in range(self.cls.min_num_samples, 64) if self.accepts(n) is None)
+
+    def accepts(self, num_samples: int) -> str | None:
+        """``None`` if this name accepts ``num_samples``, else the reason (a sentence)."""
+        try:
+            if self.cls.required_options:
+                check_num_samples(
+                    num_samples,
+                    minimum=self.cls.min_num_samples,
+                    why=f"for estimator {self.name!r}",
+                )
+            else:
+                _probe(self).check_num_samples(num_samples)
+        except ValueError as error:
+            return str(error)
+        return None
+
+    def supports(self, dist: Distribution) -> bool:
+        return self.cls.supports(dist)
+
+    def build(self, **required: Any) -> Estimator:
+        """A new estimator of this name; ``required`` gives :attr:`required_options`."""
+        missing = [name for name in self.cls.required_options if name not in required]
+        if missing:
+            raise TypeError(
+                f"estimator {self.name!r} needs {', '.join(missing)}, which only the caller can "
+                f"build for its problem: pass an instance, e.g. sg.{self.cls.__name__}(...)"
+            )
+        return self.cls(**self.options(), **required)
+
+
+@functools.cache
+def _probe(entry: Entry) -> Estimator:
+    """A throw-away instance, for the facts that depend on a name's options."""
+    return entry.build()
+
+
+CATALOG: dict[str, Entry] = {}
+"""Every estimator name: registered classes first, each followed by its variants."""
+
+
+def register(cls: type[Estimator]) -> type[Estimator]:
+    """Class decorator: the estimator is known by ``cls.name`` everywhere."""
+    CATALOG[cls.name] = Entry(cls.name, cls)
+    return cls
+
+
+def register_variant(
+    name: str, cls: type[Estimator], summary: str, options: Callable[[], dict[str, Any]]
+) -> None:
+    """Name a configuration of a registered class (``"score-loo"``); ``summary`` says what the
+    options add, for help texts; ``options()`` gives the constructor's keyword arguments."""
+    if cls.name not in CATALOG:
+        raise ValueError(f"register {cls.__name__} before its variant {name!r}")
+    CATALOG[name] = Entry(name, cls, options, summary)
+
+
+def entry(name: str) -> Entry:
+    """The catalog entry called ``name``; ``ValueError`` listing the names for an unknown one."""
+    if name not in CATALOG:
+        names = ", ".join(map(repr, [*CATALOG, AUTO]))
+        raise ValueError(f"unknown estimator {name!r}; estimators: {names}")
+    return CATALOG[name]
+
+
+def names_supporting(dist: Distribution, *, variants: bool = True) -> list[str]:
+    """The catalog names whose class can handle ``dist``, in catalog order (classes only with
+    ``variants=False``)."""
+    return [
+        name
+        for name, item in CATALOG.items()
+        if (variants or not item.is_variant) and item.supports(dist)
+    ]
+
+
+AUTO = "auto"
+"""The name that lets :func:`auto` choose."""
+
+
+def auto(dist: Distribution, num_samples: int) -> str:
+    """The catalog name ``estimator="auto"`` stands for: ``"pathwise"`` where
+    ``dist.has_rsample``, else the score function with a leave-one-out baseline for
+    ``num_samples >= 2`` (``"score-loo"``), else with a moving average (``"score-ma"``)."""
+    if dist.has_rsample:
+        return "pathwise"
+    return "score-loo" if num_samples >= 2 else "score-ma"

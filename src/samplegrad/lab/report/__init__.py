@@ -1,0 +1,1 @@
+"""``samplegrad demo``: the measurements (:mod:`~.demo`) and their HTML page (:mod:`~.html`)."""

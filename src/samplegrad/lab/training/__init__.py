@@ -1,0 +1,1 @@
+"""Training: ``samplegrad train vae | bnn | policy`` and what they share."""
