@@ -8,7 +8,7 @@ tensor whose gradient is a chosen Monte Carlo gradient estimator::
     surrogate.mean().backward()
 """
 
-from samplegrad import diagnostics, nn
+from samplegrad import diagnostics, generators, nn
 from samplegrad._expectation import AutoEstimatorWarning, expectation
 from samplegrad._iwae import iwae_bound
 from samplegrad.estimators import (
@@ -33,28 +33,32 @@ from samplegrad.graph import Graph
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ARM",
-    "REBAR",
-    "RELAX",
-    "VIMCO",
-    "AutoEstimatorWarning",
-    "Baseline",
-    "DisARM",
-    "Enumerate",
-    "Estimator",
-    "Graph",
-    "GumbelSoftmax",
-    "LeaveOneOut",
-    "MeasureValued",
-    "MovingAverage",
-    "Pathwise",
-    "ScoreFunction",
-    "StraightThrough",
-    "__version__",
-    "diagnostics",
-    "estimators_supporting",
+__all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
+    # The entry points: one random step, a multi-sample bound, many random steps.
     "expectation",
     "iwae_bound",
+    "Graph",
+    "AutoEstimatorWarning",
+    # The estimators (every name: samplegrad.estimators.catalog), their base and baselines.
+    "Estimator",
+    "estimators_supporting",
+    "Pathwise",
+    "ScoreFunction",
+    "Baseline",
+    "LeaveOneOut",
+    "MovingAverage",
+    "ARM",
+    "DisARM",
+    "REBAR",
+    "RELAX",
+    "GumbelSoftmax",
+    "StraightThrough",
+    "MeasureValued",
+    "Enumerate",
+    "VIMCO",
+    # Layers, measurement, random numbers.
     "nn",
+    "diagnostics",
+    "generators",
+    "__version__",
 ]

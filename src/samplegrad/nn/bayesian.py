@@ -67,22 +67,6 @@ from torch.nn import functional as F
 
 from samplegrad._internal.sampling import standard_normal
 
-__all__ = [
-    "BayesConv2d",
-    "BayesLinear",
-    "BayesianLayer",
-    "FlipoutConv2d",
-    "FlipoutLinear",
-    "FlipoutNoise",
-    "Layer",
-    "LocalReparamConv2d",
-    "LocalReparamLinear",
-    "OutputNoise",
-    "WeightNoise",
-    "kl_divergence",
-    "to_bayesian",
-]
-
 DEFAULT_INIT_SCALE = 1e-3
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Distribution
 from torch.nn import functional as F
 
@@ -82,3 +82,28 @@ def iwae_from_log_weights(
         z = draw(q, torch.Size((size,)), generator, reparameterized=False)
         chunks.append(log_weight(z))
     return log_mean_exp(torch.cat(chunks))
+
+
+class VAE(nn.Module):
+    """What every VAE shares: the importance-weighted bound from the model's proposal and
+    log-weights (:meth:`importance_weights`)."""
+
+    def importance_weights(self, x: Tensor) -> tuple[Distribution, Callable[[Tensor], Tensor]]:
+        """``q(z | x)`` and ``log w(z) = log p(x, z) - log q(z | x)``, ``(S, B, ...) -> (S, B)``."""
+        raise NotImplementedError
+
+    def iwae_bound(
+        self,
+        x: Tensor,
+        k: int = 100,
+        chunk_size: int = 100,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """``log (1/k) sum_k p(x, z_k) / q(z_k | x)``, ``z_k ~ q``, per image ``(B,)``, in nats.
+
+        The importance-weighted bound of Burda et al. (2016): ``k = 1`` is an unbiased estimate
+        of the ELBO, and the bound tightens towards ``log p(x)`` as ``k`` grows.
+        """
+        with torch.no_grad():
+            q, log_weight = self.importance_weights(x)
+            return iwae_from_log_weights(log_weight, q, k, chunk_size, generator)

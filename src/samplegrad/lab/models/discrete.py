@@ -49,10 +49,10 @@ from samplegrad import expectation
 from samplegrad.estimators import Cost, Estimator, check_num_samples
 from samplegrad.generators import draw
 from samplegrad.lab.models._common import (
+    VAE,
     LossOutput,
     bernoulli_log_likelihood,
     check_images,
-    iwae_from_log_weights,
 )
 
 
@@ -66,7 +66,7 @@ def mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class DiscreteVAE(nn.Module):
+class DiscreteVAE(VAE):
     """The shared loss and bounds; subclasses fix the latent family (see the module doc).
 
     Subclasses set :attr:`latent_shape` and the buffer or parameter ``prior_logits`` of that
@@ -165,23 +165,11 @@ class DiscreteVAE(nn.Module):
             z = draw(self.distribution(logits), shape, generator, reparameterized=False)
             return -self.negative_log_weight(x, logits)(z).mean(0)
 
-    def iwae_bound(
-        self,
-        x: Tensor,
-        k: int = 100,
-        chunk_size: int = 100,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """``log (1/k) sum_k p(x, z_k) / q(z_k | x)``, ``z_k ~ q``, per image ``(B,)``, in nats.
-
-        The importance-weighted bound of Burda et al. (2016); ``k = 1`` has the distribution
-        of :meth:`elbo` with one sample, and it tightens towards ``log p(x)`` as ``k`` grows.
-        """
-        with torch.no_grad():
-            logits = self.encode(x)
-            f = self.negative_log_weight(x, logits)
-            q = self.distribution(logits)
-            return iwae_from_log_weights(lambda z: -f(z), q, k, chunk_size, generator)
+    def importance_weights(self, x: Tensor) -> tuple[Distribution, Cost]:
+        """``q(z | x)`` and ``log w(z) = -f(z)`` for :meth:`iwae_bound`."""
+        logits = self.encode(x)
+        f = self.negative_log_weight(x, logits)
+        return self.distribution(logits), lambda z: -f(z)
 
 
 class BernoulliVAE(DiscreteVAE):

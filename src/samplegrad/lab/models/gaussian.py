@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Independent, Normal
+from torch.distributions import Distribution, Independent, Normal
 
-from samplegrad.estimators import check_num_samples
+from samplegrad.estimators import Cost, check_num_samples
 from samplegrad.lab.models._common import (
+    VAE,
     LossOutput,
     bernoulli_log_likelihood,
     check_images,
-    iwae_from_log_weights,
 )
 from samplegrad.nn.sampling import Sampling
 
 
-class GaussianVAE(nn.Module):
+class GaussianVAE(VAE):
     """VAE with a diagonal Gaussian latent: ``data_dim``-``hidden``-``latent_dim`` and back.
 
     Args:
@@ -78,25 +78,15 @@ class GaussianVAE(nn.Module):
         with torch.no_grad():
             return self.loss(x, num_samples, generator).elbo
 
-    def iwae_bound(
-        self,
-        x: Tensor,
-        k: int = 100,
-        chunk_size: int = 100,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """``log (1/k) sum_k p(x, z_k) / q(z_k | x)``, ``z_k ~ q``, per image ``(B,)``, in nats.
+    def importance_weights(self, x: Tensor) -> tuple[Distribution, Cost]:
+        """``q(z | x)`` and ``log w(z) = log p(x | z) + log p(z) - log q(z | x)`` for
+        :meth:`iwae_bound` (whose ``k = 1`` is an ELBO estimate with a Monte Carlo KL)."""
+        mean, log_var = self.encode(x)
+        q = Independent(Normal(mean, (0.5 * log_var).exp()), 1)
+        prior = Normal(torch.zeros_like(mean), torch.ones_like(mean))
 
-        The importance-weighted bound of Burda et al. (2016): ``k = 1`` is an ELBO estimate
-        (with a Monte Carlo KL), and it tightens towards ``log p(x)`` as ``k`` grows.
-        """
-        with torch.no_grad():
-            mean, log_var = self.encode(x)
-            q = Independent(Normal(mean, (0.5 * log_var).exp()), 1)
-            prior = Normal(torch.zeros_like(mean), torch.ones_like(mean))
+        def log_weight(z: Tensor) -> Tensor:
+            log_joint = bernoulli_log_likelihood(self.decode(z), x)
+            return log_joint + prior.log_prob(z).sum(-1) - q.log_prob(z)
 
-            def log_weight(z: Tensor) -> Tensor:
-                log_joint = bernoulli_log_likelihood(self.decode(z), x)
-                return log_joint + prior.log_prob(z).sum(-1) - q.log_prob(z)
-
-            return iwae_from_log_weights(log_weight, q, k, chunk_size, generator)
+        return q, log_weight
