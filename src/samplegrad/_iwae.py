@@ -15,6 +15,24 @@ tighter as ``K`` grows; ``K = 1`` is the ELBO. The surrogate's value is the sing
 - ``"vimco"``: the multi-sample score function with leave-one-out signals
   (:class:`~samplegrad.estimators.vimco.VIMCO`, Mnih & Rezende 2016); any distribution,
   ``K >= 2``.
+- ``"dreg"``: the doubly reparameterized gradient (Tucker, Lawson, Gu & Maddison 2019,
+  "Doubly reparameterized gradient estimators for Monte Carlo objectives", ICLR). With
+  ``l_k = log p(x, z_k) - log q_phi(z_k)`` and ``z_k = g_phi(eps_k)``, the pathwise gradient of
+  the encoder's parameters ``phi`` holds a score term ``-sum_k w~_k d/dphi log q_phi(z)|_z``
+  whose variance makes the encoder's signal-to-noise ratio *fall* like ``1/sqrt(K)``
+  (Rainforth et al. 2018). Reparameterizing that term once more gives the same expectation
+  without it::
+
+      grad_phi L_K = E[ sum_k w~_k^2 (d l_k / d z_k) (d z_k / d phi) ],
+
+  where ``d l_k / d z_k`` differentiates ``log p(x, z) - log q_{stop(phi)}(z)`` (the
+  parameters of ``q`` held fixed); the other parameters (a decoder's, inside ``log p``) keep
+  the IWAE gradient ``sum_k w~_k grad l_k``. samplegrad needs no split of ``log_weight``: it
+  adds ``log q(z) - log q_{stop(phi)}(z)`` (value 0) to each log-weight, which removes the
+  direct dependence on ``phi`` of the ``-dist.log_prob(z)`` inside ``log_weight``, and scales
+  the gradient reaching ``z_k`` by ``w~_k``. Exact when ``log_weight``'s ``log q`` term is the
+  density of ``dist`` (any family with ``rsample``: the parameters are detached generically);
+  ``K = 1`` gives the sticking-the-landing ELBO gradient (Roeder, Wu & Duvenaud 2017).
 """
 
 from __future__ import annotations
@@ -26,13 +44,17 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from samplegrad._internal import validation as _validation
+from samplegrad._internal.detach import detached
 from samplegrad._internal.sampling import draw
 from samplegrad.estimators.base import Cost, Estimator, describe_base
 from samplegrad.estimators.pathwise import Pathwise
 from samplegrad.estimators.vimco import VIMCO, log_mean_exp
 
-_named: dict[str, Pathwise | VIMCO] = {"pathwise": Pathwise(), "vimco": VIMCO()}
-"""The instances the names resolve to (both estimators are stateless)."""
+DREG = "dreg"
+"""The name of the doubly reparameterized gradient, which needs ``rsample`` as pathwise does."""
+
+_named: dict[str, Pathwise | VIMCO] = {"pathwise": Pathwise(), DREG: Pathwise(), "vimco": VIMCO()}
+"""The instances the names resolve to (all stateless); ``"dreg"`` checks as pathwise does."""
 
 
 def iwae_bound(
@@ -54,8 +76,10 @@ def iwae_bound(
         num_samples: ``K``, the number of importance samples per batch element (``>= 2`` for
             VIMCO; ``K = 1`` with ``"pathwise"`` is the ELBO).
         estimator: ``"pathwise"`` (or an ``sg.Pathwise()`` instance; needs
-            ``dist.has_rsample``) or ``"vimco"`` (or an ``sg.VIMCO()`` instance; any
-            distribution).
+            ``dist.has_rsample``), ``"dreg"`` (the doubly reparameterized gradient, lower
+            variance for the proposal's parameters; needs ``dist.has_rsample`` and a
+            ``log_weight`` whose ``log q`` term is ``dist.log_prob``) or ``"vimco"`` (or an
+            ``sg.VIMCO()`` instance; any distribution).
         generator: a ``torch.Generator``; the same state gives the same samples and surrogate.
 
     Returns:
@@ -83,6 +107,8 @@ def iwae_bound(
     cost, generator = _validation.check_arguments(log_weight, dist, generator, name="log_weight")
     if isinstance(resolved, VIMCO):
         return resolved.bound(cost, dist, num_samples, generator)
+    if estimator == DREG:
+        return _doubly_reparameterized_bound(cost, dist, num_samples, generator)
     return _pathwise_bound(cost, dist, num_samples, generator)
 
 
@@ -92,7 +118,7 @@ def _resolve(estimator: object) -> Pathwise | VIMCO:
     if isinstance(estimator, str) and estimator in _named:
         return _named[estimator]
     raise ValueError(
-        "iwae_bound's estimator must be 'pathwise' or 'vimco' (or an sg.Pathwise() or "
+        "iwae_bound's estimator must be 'pathwise', 'dreg' or 'vimco' (or an sg.Pathwise() or "
         f"sg.VIMCO() instance), got {estimator!r}; other estimators estimate E_q[f], see "
         "sg.expectation"
     )
@@ -104,3 +130,18 @@ def _pathwise_bound(
     """``logmeanexp_k log_weight(z_k)`` with ``z = rsample``: the gradient of that, exactly."""
     z = draw(dist, torch.Size((num_samples,)), generator, reparameterized=True)
     return log_mean_exp(log_weight(z))
+
+
+def _doubly_reparameterized_bound(
+    log_weight: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
+) -> Tensor:
+    """``logmeanexp_k l_k`` with the DReG gradient (module docstring): ``l_k`` plus
+    ``log q(z_k) - log q_{stop(phi)}(z_k)``, and the gradient reaching ``z_k`` scaled by
+    ``w~_k`` so that the encoder's path terms carry ``w~_k^2``."""
+    z = draw(dist, torch.Size((num_samples,)), generator, reparameterized=True)
+    log_weights = log_weight(z) + (dist.log_prob(z) - detached(dist).log_prob(z))
+    if z.requires_grad:
+        normalized = torch.softmax(log_weights.detach(), dim=0)
+        factor = normalized.reshape(*normalized.shape, *(1,) * len(dist.event_shape))
+        z.register_hook(lambda grad: grad * factor)
+    return log_mean_exp(log_weights)
