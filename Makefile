@@ -5,12 +5,18 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# Where pip finds the CPU build of torch pinned in constraints.txt, if its own configuration does
+# not offer it: the PyTorch CPU index, e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu.
+TORCH_INDEX ?=
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --constraint constraints.txt \
+	$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 
 .PHONY: demo test lint bench cartpole clean
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(PIP_INSTALL) -e '.[lab,test]' \
+		|| { echo "make: pip failed. No torch 2.13.0+cpu? Set TORCH_INDEX (constraints.txt)"; exit 1; }
 	touch $@
 
 demo: $(INSTALLED)
@@ -19,16 +25,17 @@ demo: $(INSTALLED)
 lint: $(INSTALLED)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 test: lint
 	$(BIN)/python -m pytest
 
 bench: $(INSTALLED)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(PIP_INSTALL) -e '.[lab,test,bench]'
 	$(BIN)/python benchmarks/overhead.py --out benchmarks/results
 
 cartpole: $(INSTALLED)
-	$(BIN)/python -m pip install --quiet -e '.[test,rl]'
+	$(PIP_INSTALL) -e '.[lab,test,rl]'
 	$(BIN)/python benchmarks/cartpole.py --out benchmarks/results
 
 clean:

@@ -12,7 +12,7 @@ Two small problems, chosen so that the tensor arithmetic is cheap and any fixed 
 of a library (argument validation, wrappers, ``nn.Module.__call__``, tracing) shows:
 
 * ``bernoulli``: 100 independent logits, ``f(b) = sum_d (b_d - 0.499)^2``, 64 samples
-  (the toy of DESIGN.md section 4, in 100 dimensions); for ARM and DisARM, 64 evaluations of
+  (docs/design.md's Bernoulli toy, in 100 dimensions); for ARM and DisARM, 64 evaluations of
   ``f`` = 32 antithetic pairs;
 * ``gaussian``: ``E[sum_d z_d^2]`` for ``z ~ N(loc, softplus(raw_scale))`` in 100 dimensions,
   64 samples; for the measure-valued estimator 8 samples, as each costs ``1 + 3 * 100``

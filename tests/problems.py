@@ -1,4 +1,4 @@
-"""Problems with exact gradients and variances (DESIGN.md section 4), batched over repeats.
+"""Exact gradients and variances (docs/design.md, "Exact targets"), batched over repeats.
 
 Each problem holds ``R`` independent copies of its parameters, so one call to an estimator
 with ``surrogate.sum().backward()`` yields ``R`` independent gradient estimates.
@@ -19,7 +19,7 @@ class GaussianQuadratic:
     """``E[(x - k)^2]``, ``x ~ N(mu, sigma^2)``, one sample; ``a = mu - k``.
 
     True gradients ``d/dmu = 2a``, ``d/dsigma = 2 sigma``; the single-sample variances are in
-    DESIGN.md section 4 (Mohamed et al. 2020, JMLR, Sec. 3).
+    docs/design.md, "Exact targets" (Mohamed et al. 2020, JMLR, Sec. 3).
     """
 
     mu: float = 1.5
@@ -98,7 +98,7 @@ class BernoulliToy:
 
 
 def three_dimensional_bernoulli(repeats: int, dtype: torch.dtype = torch.float64):
-    """DESIGN.md's 3-D check: ``f(b) = sum((b - linspace(0.2, 0.9, 3))^2)``.
+    """docs/design.md's 3-D check: ``f(b) = sum((b - linspace(0.2, 0.9, 3))^2)``.
 
     ``theta = RandomState(0).rand(3)``; exact gradient w.r.t. the logits
     ``theta (1 - theta) (1 - 2 c)`` per dimension = ``[0.14857, -0.02037, -0.19155]``.

@@ -215,7 +215,7 @@ def test_bernoulli_variances_by_enumeration(problem: BernoulliToy, num_samples: 
 
 
 def test_bernoulli_targets_from_the_design_notes() -> None:
-    """DESIGN.md section 4: REINFORCE 1.5625e-2 (one sample), leave-one-out 2.5e-7 (two)."""
+    """docs/design.md's Bernoulli toy: REINFORCE 1.5625e-2 (1 sample), leave-one-out 2.5e-7 (2)."""
     problem = BernoulliToy()
     assert problem.exact_gradient()["phi"] == pytest.approx(5e-4, rel=1e-12)
     assert problem.exact_variance("score", 1)["phi"] == pytest.approx(1.5625e-2, rel=1e-4)

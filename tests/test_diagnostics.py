@@ -44,7 +44,7 @@ def assert_matches(
 
 @pytest.mark.parametrize("estimator", ["pathwise", "score", "score-loo"])
 def test_batched_recovers_the_quadratic_closed_forms(estimator: str) -> None:
-    """DESIGN.md section 4: x ~ N(mu, sigma^2), f = (x - k)^2, K = 2 samples."""
+    """docs/design.md, "Exact targets": x ~ N(mu, sigma^2), f = (x - k)^2, K = 2 samples."""
     problem = GaussianQuadratic(mu=1.5, sigma=0.8, k=0.5)
     generator = torch.Generator().manual_seed(0)
     stats = measure_batched(
@@ -72,7 +72,7 @@ def test_batched_recovers_the_quadratic_closed_forms(estimator: str) -> None:
     [("score", 1.5625e-2 / 2), ("score-loo", 2.5e-7), ("arm", 8.3333e-8)],
 )
 def test_batched_recovers_the_bernoulli_table(estimator: str, variance: float) -> None:
-    """DESIGN.md section 4 at phi = 0, t = 0.499 with K = 2: REINFORCE's one-sample 1.5625e-2
+    """docs/design.md's Bernoulli toy at phi = 0, t = 0.499, K = 2: REINFORCE's one-sample 1.5625e-2
     halves. (With K = 1 its estimate takes two values with probability 1/2 each, where the
     sample variance's error is second order and the usual standard error is not valid.)"""
     toy = BernoulliToy(phi=0.0, t=0.499)
@@ -112,7 +112,7 @@ def test_a_biased_estimator_shows_its_bias() -> None:
 def test_measure_loops_over_groups_of_tensors() -> None:
     """Pathwise gradient of E sum_d (x_d - c_d)^2 with respect to a (3,) location and a (3,)
     scale, one group for both: trace of the covariance = sum of the per-coordinate variances
-    4 s^2 / K + (4 a^2 + 8 s^2) / K (DESIGN.md section 4)."""
+    4 s^2 / K + (4 a^2 + 8 s^2) / K (docs/design.md, "Exact targets")."""
     loc = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64, requires_grad=True)
     scale = torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64, requires_grad=True)
     target = torch.tensor([0.0, 1.0, 1.0], dtype=torch.float64)

@@ -383,7 +383,7 @@ def test_bernoulli_toy_matches_closed_forms(phi, t):
 
 
 def test_design_three_dimensional_gradient():
-    """DESIGN.md section 4."""
+    """docs/design.md, "Exact targets"."""
     centres = np.linspace(0.2, 0.9, 3)
     theta = np.random.RandomState(0).rand(3)
     gradient = exact_bernoulli.exact_gradient(
@@ -424,7 +424,7 @@ def test_antithetic_moments_match_a_grid_over_the_uniforms(estimator):
     [("score", 2), ("score-loo", 4), ("arm", 2), ("disarm", 2)],
 )
 def test_bernoulli_monte_carlo_agrees_with_exact_values(estimator, K, generator):
-    """DESIGN.md's 3-D check, ``R`` estimates in one batched call."""
+    """docs/design.md's 3-D check, ``R`` estimates in one batched call."""
     logits, dist, f, _ = three_dimensional_bernoulli(100_000)
     instance = sg.ScoreFunction(baseline="loo") if estimator == "score-loo" else estimator
     sg.expectation(f, dist, instance, K, generator).sum().backward()

@@ -35,7 +35,7 @@ def quadratic_variances(a: float, s: float, coupling: bool) -> tuple[float, floa
     = (2 a s (W+ + W-) + s^2 (W+^2 - W-^2)) / (s sqrt(2 pi))``:
 
     - coupled, ``W+ = W- = W``: ``g = 4 a W / sqrt(2 pi)``,
-      ``Var = 16 a^2 (2 - pi/2) / (2 pi) = (16/pi - 4) a^2`` (DESIGN.md section 4);
+      ``Var = 16 a^2 (2 - pi/2) / (2 pi) = (16/pi - 4) a^2`` (docs/design.md, "Exact targets");
     - uncoupled, independent: the two terms are uncorrelated (``Cov(W+ + W-, W+^2 - W-^2) = 0``),
       ``Var = (8 a^2 s^2 (2 - pi/2) + 2 s^4 Var W^2) / (2 pi s^2) = (8/pi - 2) a^2 + (4/pi) s^2``.
 
@@ -43,7 +43,7 @@ def quadratic_variances(a: float, s: float, coupling: bool) -> tuple[float, floa
 
     - coupled, ``eps = M U``: ``g = 2 a M (1 - U) + s M^2 (1 - U^2)``, ``E g = 3 (2/3) s = 2 s``,
       ``E g^2 = 4 a^2 (3)(1/3) + s^2 (15)(8/15) = 4 a^2 + 8 s^2`` (the cross term is odd in
-      ``M``), ``Var = 4 a^2 + 4 s^2`` (DESIGN.md section 4);
+      ``M``), ``Var = 4 a^2 + 4 s^2`` (docs/design.md, "Exact targets");
     - uncoupled, independent: ``Var = 4 a^2 (E M^2 + 1) + s^2 (Var M^2 + Var eps^2)
       = 16 a^2 + s^2 (6 + 2) = 16 a^2 + 8 s^2``.
 
@@ -77,7 +77,7 @@ def test_gaussian_quadratic_mean_and_variance(name, coupling, generator):
 
 
 def test_design_targets_for_the_coupled_estimator():
-    """The coupled closed forms are DESIGN.md's: ``(16/pi - 4) a^2`` and ``4 a^2 + 4 s^2``."""
+    """The coupled closed forms are docs/design.md's: ``(16/pi - 4) a^2`` and ``4 a^2 + 4 s^2``."""
     a, s = 1.0, 0.8
     assert quadratic_variances(a, s, True) == pytest.approx(
         ((16 / math.pi - 4) * a**2, 4 * a**2 + 4 * s**2)

@@ -1,4 +1,4 @@
-"""Pathwise estimator against closed forms (DESIGN.md section 4) and implicit reparam."""
+"""Pathwise against closed forms (docs/design.md, "Exact targets") and implicit reparam."""
 
 from __future__ import annotations
 

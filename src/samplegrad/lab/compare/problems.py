@@ -11,7 +11,7 @@ enumeration:
   ``k`` is swept to show where each estimator wins; closed forms for the quadratic, quadrature
   (:mod:`samplegrad.lab.compare.exact_gaussian`) for the others.
 - ``bernoulli-toy`` ``(b - t)^2`` with ``b ~ Bernoulli(sigmoid(phi))``: closed forms.
-- ``bernoulli-3d``: DESIGN.md's three-dimensional check, by enumeration
+- ``bernoulli-3d``: docs/design.md's three-dimensional check, by enumeration
   (:mod:`samplegrad.lab.compare.exact_bernoulli`).
 - ``vae-encoder``: the negative ELBO of a VAE trained by ``samplegrad train vae``, differentiated
   with respect to its encoder's layers, on a fixed batch of test images: no exact gradient, but
@@ -264,7 +264,7 @@ class GaussianQuadratic(GaussianProblem):
     Measure-valued (Weibull for the mean, double-sided Maxwell ``M`` for the scale,
     :mod:`samplegrad.estimators.measure_valued`), per sample: coupled,
     ``g_mu = 4 a W / sqrt(2 pi)`` and ``g_sigma = 2 a M (1 - U) + s M^2 (1 - U^2)``, so
-    ``Var = (16/pi - 4) a^2`` and ``4 a^2 + 4 s^2`` (DESIGN.md section 4); uncoupled,
+    ``Var = (16/pi - 4) a^2`` and ``4 a^2 + 4 s^2`` (docs/design.md, "Exact targets"); uncoupled,
     ``(8/pi - 2) a^2 + (4/pi) s^2`` and ``16 a^2 + 8 s^2``. Coupling lowers the mean's variance
     only while ``a^2 <= 2 s^2 / (4 - pi)``: at the defaults (``a = 2``, ``s = 1``) it raises it.
     """
@@ -359,7 +359,7 @@ class GaussianCos(GaussianProblem):
 
 @dataclass(frozen=True)
 class Bernoulli3D(BatchedProblem):
-    """DESIGN.md's three-dimensional check: ``f(b) = sum_i (b_i - t_i)^2`` with
+    """docs/design.md's three-dimensional check: ``f(b) = sum_i (b_i - t_i)^2`` with
     ``t = linspace(0.2, 0.9, 3)`` and ``b_i ~ Bernoulli(theta_i)``,
     ``theta = np.random.RandomState(0).rand(3)``; gradient with respect to the logits
     ``phi[i]``, exactly ``[0.14857, -0.02037, -0.19155]``. Exact variances by enumeration

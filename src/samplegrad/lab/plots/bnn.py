@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 from torch import Tensor
 
+from samplegrad.lab.plots._figure import new_figure
 from samplegrad.lab.training.calibration import ECE_BINS, predictive_entropy, reliability
 
 __all__ = ["plot_bnn_run", "plot_calibration", "plot_entropy", "plot_training_curves"]
@@ -33,7 +33,7 @@ def plot_calibration(probs: Tensor, labels: Tensor, path: Path, bins: int = ECE_
     edges = table.edges.numpy()
     width = edges[1] - edges[0]
     filled = table.counts.numpy() > 0
-    figure = Figure(figsize=(4.5, 4.5), layout="constrained")
+    figure = new_figure(4.5, 4.5)
     axes = figure.subplots()
     axes.bar(
         edges[:-1][filled],
@@ -66,7 +66,7 @@ def plot_calibration(probs: Tensor, labels: Tensor, path: Path, bins: int = ECE_
 
 def plot_entropy(probs: Tensor, noise_probs: Tensor, path: Path) -> Path:
     """Histograms of the predictive entropy (nats) of MNIST test images and noise images."""
-    figure = Figure(figsize=(5, 3.5), layout="constrained")
+    figure = new_figure(5, 3.5)
     axes = figure.subplots()
     edges = np.linspace(0.0, math.log(probs.shape[-1]), 41)
     for values, label in ((probs, "MNIST test"), (noise_probs, "uniform noise")):
@@ -82,7 +82,7 @@ def plot_entropy(probs: Tensor, noise_probs: Tensor, path: Path) -> Path:
 
 def plot_training_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
     """Training NLL (left) and, where there is one, validation accuracy (right) per epoch."""
-    figure = Figure(figsize=(8, 3.2), layout="constrained")
+    figure = new_figure(8, 3.2)
     left, right = figure.subplots(1, 2)
     epochs = [row["epoch"] for row in history]
     left.plot(epochs, [row["train_nll"] for row in history], marker="o", label="train")

@@ -40,14 +40,15 @@ import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.colors import to_rgba
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.ticker import NullLocator
+
+from samplegrad.lab.plots._figure import new_figure
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "plot_result",
@@ -171,7 +172,7 @@ def _figure(
     rows, columns = -(-count // _PANEL_COLUMNS), min(count, _PANEL_COLUMNS)
     width = min(_MAX_WIDTH, max(_MIN_WIDTH, columns * panel_size[0] + extra_width))
     height = max(rows * panel_size[1] + 0.9, legend[1])
-    figure = Figure(figsize=(width, height), layout="constrained")
+    figure = new_figure(width, height)
     characters = int((width - legend[0]) * 12.5)  # at the title's 9 points
     head = f"{result['problem']}: {result['formula']}"
     tail = "; ".join(details)
@@ -237,6 +238,8 @@ def _variance_panel(
 ) -> set[str]:
     """Dots, ±2 SE bars and exact lines on a log y axis; returns the estimators with a
     measured variance of zero."""
+    from matplotlib.colors import to_rgba
+
     axes.set_yscale("log")
     bottom, top = _log_limits(series)
     axes.set_ylim(bottom, top)
@@ -297,6 +300,8 @@ def _variance_legend(
     zero: Iterable[str],
 ) -> None:
     """Estimators by colour, then the key to dots, lines and zero marks; right of the panels."""
+    from matplotlib.lines import Line2D
+
     handles = [
         Line2D([], [], color=styles[name][0], marker=styles[name][1], linestyle="-", label=name)
         for name in estimators
@@ -431,6 +436,8 @@ def plot_variance_vs_samples(
     spread = 2 ** (_DODGE * len(estimators) / 2 + 0.3)
 
     def format_x(axes: Axes) -> None:
+        from matplotlib.ticker import NullLocator
+
         axes.set_xscale("log", base=2)
         axes.set_xlim(ks[0] / spread, ks[-1] * spread)
         axes.set_xticks(ks, [str(k) for k in ks])

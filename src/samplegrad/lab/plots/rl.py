@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
+
+from samplegrad.lab.plots._figure import new_figure
 
 
 def plot_training_curve(history: Sequence[dict[str, Any]], ylabel: str, path: Path) -> Path:
     """Training return per step (faint), its running mean over 5% of the steps, and the
     validation score at each evaluation, against environment steps."""
-    figure = Figure(figsize=(5.5, 3.5), layout="constrained")
+    figure = new_figure(5.5, 3.5)
     axes = figure.subplots()
     x = np.array([row["env_steps"] for row in history], dtype=float)
     y = np.array([row["train_return"] for row in history], dtype=float)
@@ -43,7 +44,7 @@ def plot_confusion(confusion: np.ndarray, path: Path) -> Path:
     """Row-normalised confusion matrix (true digit by row); each row's accuracy on its tick."""
     totals = confusion.sum(1, keepdims=True).clip(min=1)
     rates = confusion / totals
-    figure = Figure(figsize=(5.5, 4.5), layout="constrained")
+    figure = new_figure(5.5, 4.5)
     axes = figure.subplots()
     image = axes.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
     figure.colorbar(image, ax=axes, label="fraction of the digit's images")
@@ -59,7 +60,7 @@ def plot_confusion(confusion: np.ndarray, path: Path) -> Path:
 
 def plot_eval_returns(returns: np.ndarray, path: Path) -> Path:
     """The return of each greedy evaluation episode, with their mean."""
-    figure = Figure(figsize=(5.5, 3.5), layout="constrained")
+    figure = new_figure(5.5, 3.5)
     axes = figure.subplots()
     axes.bar(range(len(returns)), returns, color="C0")
     axes.axhline(returns.mean(), color="C1", label=f"mean {returns.mean():.1f}")

@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from samplegrad.generators import draw
 from samplegrad.lab.data import MNIST
 from samplegrad.lab.models import GaussianVAE
+from samplegrad.lab.plots._figure import new_figure
 
 __all__ = [
     "image_grid",
@@ -56,7 +56,7 @@ def image_grid(images: Tensor, columns: int) -> np.ndarray:
 def _show_grid(grid: np.ndarray, title: str, path: Path) -> Path:
     height, width = grid.shape
     scale = 40 * width / (28 * 8)  # the same figure size for any image size, 8 per row
-    figure = Figure(figsize=(width / scale + 0.4, height / scale + 0.6), layout="constrained")
+    figure = new_figure(width / scale + 0.4, height / scale + 0.6)
     axes = figure.subplots()
     axes.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     axes.set_title(title, fontsize=9)
@@ -111,7 +111,7 @@ def plot_elbo_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
     (``samplegrad train vae --seeds N``): then the curve is their mean, with a band from the
     lowest to the highest seed.
     """
-    figure = Figure(figsize=(5, 3.5), layout="constrained")
+    figure = new_figure(5, 3.5)
     axes = figure.subplots()
     _curve(axes, [(row["epoch"], row["train_elbo"]) for row in history], "train", "o")
     valid = [(row["epoch"], row["valid_elbo"]) for row in history if row["valid_elbo"] is not None]
@@ -144,7 +144,7 @@ def plot_latent_map(model: GaussianVAE, x: Tensor, labels: Tensor, path: Path) -
     if model.latent_dim != 2:
         raise ValueError(f"a latent map needs a 2-D latent, the model has {model.latent_dim}")
     mean = model.encode(x)[0].cpu().numpy()
-    figure = Figure(figsize=(5.5, 4.5), layout="constrained")
+    figure = new_figure(5.5, 4.5)
     axes = figure.subplots()
     points = axes.scatter(mean[:, 0], mean[:, 1], c=labels.cpu().numpy(), cmap="tab10", s=4)
     points.set_clim(-0.5, 9.5)

@@ -13,13 +13,13 @@ from this run:
 2. **Bernoulli** ``b ~ Bernoulli(sigmoid(phi))``: REINFORCE vs leave-one-out vs ARM vs DisARM vs
    RELAX on the toy ``(b - 0.499)^2`` as ``phi`` is swept, with exact curves.
 3. **Bias of the relaxations**: Gumbel-Softmax (soft and hard) and straight-through against the
-   unbiased estimators on DESIGN.md's three-dimensional Bernoulli problem, whose exact gradient
+   unbiased estimators on docs/design.md's three-dimensional Bernoulli problem, whose exact gradient
    is known.
 4. **A real model**: the seed's Gaussian VAE (784-400-20) trained briefly on MNIST, its
    reconstructions and samples, and the estimators measured on the gradient of its encoder.
 
 Without MNIST (no ``--data-dir``, no ``$SAMPLEGRAD_DATA``, no cache and no network) part 4 uses
-scikit-learn's bundled 8 x 8 digits instead (DESIGN.md section 5) and says so on the page.
+scikit-learn's bundled 8 x 8 digits instead (docs/design.md, "Data") and says so on the page.
 
 Every part writes its raw results beside the page (``compare.json``, ``compare.csv``, PNGs).
 ``smoke=True`` runs the same code with tiny sizes, for the test suite.
@@ -447,7 +447,7 @@ def _bias_part(
     report.paragraph(
         "Gumbel-Softmax (Jang et al. 2017; Maddison et al. 2017) and straight-through "
         "(Bengio et al. 2013) differentiate a continuous stand-in for the discrete sample: "
-        "low variance, but the gradient of a different objective. On DESIGN.md's "
+        "low variance, but the gradient of a different objective. On docs/design.md's "
         "three-dimensional problem f(b) = sum_i (b_i - t_i)^2 the exact gradient is known, so "
         f"the bias shows: R = {budget.repeats * 5} estimates of K = "
         f"{budget.sample_counts[0]} samples each, bias = mean - exact, and its size in "
