@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from samplegrad.cli import main
+from samplegrad.estimators import catalog
 from samplegrad.lab.compare import problems as compare_problems
 from samplegrad.lab.compare.runner import (
     Bernoulli3D,
@@ -46,6 +47,28 @@ def _short_timing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Time 2 calls instead of hundreds: these tests check numbers and files, not speed."""
     monkeypatch.setattr(compare_problems, "TIMING_CALLS", 2)
     monkeypatch.setattr(compare_problems, "TIMING_BLOCKS", 1)
+
+
+@pytest.mark.parametrize("name", list(compare_problems.PROBLEMS))
+def test_default_estimators_are_the_classes_and_the_variants_with_an_exact_variance(
+    name: str,
+) -> None:
+    """Every estimator class that handles the problem, and each variant whose rows have an
+    exact variance to check against, in catalog order: a new estimator joins by registering."""
+    problem = compare_problems.PROBLEMS[name]
+    dist = problem.example_distribution()
+    defaults = problem.default_estimators
+    assert list(defaults) == [name for name in catalog.CATALOG if name in defaults]
+    for estimator, entry in catalog.CATALOG.items():
+        if not entry.supports(dist):
+            assert estimator not in defaults, estimator
+        elif entry.is_variant:
+            known = problem.exact_variance(estimator, compare_problems.DEFAULT_NUM_SAMPLES)
+            assert (estimator in defaults) == (known is not None), estimator
+        else:
+            assert estimator in defaults, estimator
+    assert "score-loo" in defaults and "score-ma" not in defaults  # a moving average: no
+    # exact variance (its baseline is itself random)
 
 
 def _exp_mean(mu: torch.Tensor, sigma: torch.Tensor, k: float) -> torch.Tensor:

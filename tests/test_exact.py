@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.distributions import Normal
 
 import samplegrad as sg
+from samplegrad.estimators import catalog
 from samplegrad.lab.compare import exact_bernoulli as exact_bernoulli
 from samplegrad.lab.compare import exact_gaussian as exact_gaussian
 from samplegrad.lab.compare.exact_gaussian import Cost1D, cosine, exponential, quadratic
@@ -32,18 +33,14 @@ from samplegrad.lab.compare.runner import BernoulliToy, GaussianQuadratic
 from problems import three_dimensional_bernoulli
 from stats import assert_mean_close, assert_variance_close
 
-GAUSSIAN_ESTIMATORS: dict[str, Callable[[], sg.Estimator]] = {
-    "pathwise": sg.Pathwise,
-    "score": sg.ScoreFunction,
-    "score-loo": lambda: sg.ScoreFunction(baseline="loo"),
-    "score-delta": lambda: sg.ScoreFunction(control_variate="delta"),
-    "measure-valued": sg.MeasureValued,
-    "measure-valued-uncoupled": lambda: sg.MeasureValued(coupling=False),
-}
-"""The estimators behind :data:`samplegrad.lab.compare.exact_gaussian.ESTIMATORS`, as compare
-builds them."""
-
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_exact_variance_tables_name_catalog_estimators():
+    """Every name with an exact Gaussian variance is a catalog name for a Normal."""
+    normal = Normal(0.0, 1.0)
+    for name in exact_gaussian.ESTIMATORS:
+        assert catalog.entry(name).supports(normal), name
 
 
 def close(value: float, exact: float, rel: float, scale: float) -> bool:
@@ -325,7 +322,7 @@ def torch_cost(name: str, k: float) -> Callable[[Tensor], Tensor]:
     return lambda x: torch.exp(-k * x**2)
 
 
-@pytest.mark.parametrize("estimator", list(GAUSSIAN_ESTIMATORS))
+@pytest.mark.parametrize("estimator", exact_gaussian.ESTIMATORS)
 @pytest.mark.parametrize(("name", "k"), [("cos", 1.0), ("cos", 3.0), ("exp", 0.5), ("exp", 2.0)])
 def test_monte_carlo_agrees_with_exact_values(name, k, estimator, generator):
     """``R`` estimates (``mu = sigma = 1``, ``K = 2``) in one batched call: their mean is the
@@ -335,7 +332,7 @@ def test_monte_carlo_agrees_with_exact_values(name, k, estimator, generator):
     mu = torch.full((repeats,), 1.0, dtype=torch.float64, requires_grad=True)
     sigma = torch.full((repeats,), 1.0, dtype=torch.float64, requires_grad=True)
     surrogate = sg.expectation(
-        torch_cost(name, k), Normal(mu, sigma), GAUSSIAN_ESTIMATORS[estimator](), K, generator
+        torch_cost(name, k), Normal(mu, sigma), catalog.entry(estimator).build(), K, generator
     )
     surrogate.sum().backward()
     cost = cosine(k) if name == "cos" else exponential(k)
@@ -426,8 +423,7 @@ def test_antithetic_moments_match_a_grid_over_the_uniforms(estimator):
 def test_bernoulli_monte_carlo_agrees_with_exact_values(estimator, K, generator):
     """docs/design.md's 3-D check, ``R`` estimates in one batched call."""
     logits, dist, f, _ = three_dimensional_bernoulli(100_000)
-    instance = sg.ScoreFunction(baseline="loo") if estimator == "score-loo" else estimator
-    sg.expectation(f, dist, instance, K, generator).sum().backward()
+    sg.expectation(f, dist, estimator, K, generator).sum().backward()
     centres = np.linspace(0.2, 0.9, 3)
     f_numpy = lambda b: ((b - centres) ** 2).sum(-1)  # noqa: E731
     phi = logits[0].detach().numpy()

@@ -22,20 +22,34 @@ from torch.distributions import (
 import samplegrad as sg
 from samplegrad._expectation import resolve
 from samplegrad.estimators import catalog
+from samplegrad.estimators.antithetic import Antithetic
 
 from problems import RecordingCost
 
-ESTIMATORS_FOR_BERNOULLI = [
-    "arm",
-    "disarm",
-    "enumerate",
-    "gumbel",
-    "rebar",
-    "relax",
-    "score",
-    "straight-through",
+
+def classes_supporting(dist) -> list[str]:
+    """The sorted names of the registered classes (not their variants) that can handle ``dist``,
+    asked of each class."""
+    return sorted(
+        name
+        for name, entry in catalog.CATALOG.items()
+        if not entry.is_variant and entry.cls.supports(dist)
+    )
+
+
+NAMED_WITHOUT_ARGUMENTS = [
+    pytest.param(entry, id=name)
+    for name, entry in catalog.CATALOG.items()
+    if not entry.required_options
 ]
-ESTIMATORS_FOR_CATEGORICAL = ["enumerate", "gumbel", "rebar", "relax", "score", "straight-through"]
+"""The names that build an estimator without arguments: every class's and variant's but RELAX's
+(its control is the caller's)."""
+
+
+def distribution_for(entry: catalog.Entry, param: torch.Tensor):
+    """A ``Normal`` (loc ``param``) or, for a discrete estimator, a ``Bernoulli`` (logits)."""
+    normal = Normal(param, torch.ones_like(param))
+    return normal if entry.supports(normal) else Bernoulli(logits=param)
 
 
 def square_sum(z):
@@ -48,6 +62,38 @@ def test_names_resolve_to_their_classes():
         assert entry.is_variant == (name != entry.cls.name)
         if not entry.required_options and not (entry.is_variant and entry.stateful):
             assert type(resolve(name, square_sum, Normal(0.0, 1.0), 2)) is entry.cls
+
+
+@pytest.mark.parametrize("name", list(catalog.CATALOG))
+def test_expectation_takes_every_name_without_state_of_its_own(name, generator):
+    """A name builds its estimator unless the caller must build part of it (RELAX's control) or
+    the name stands for state that must persist between calls (``"score-ma"``'s moving average,
+    which one shared instance per name would mix between problems): those ask for an instance."""
+    entry = catalog.CATALOG[name]
+    param = torch.zeros(3, requires_grad=True)
+    dist = distribution_for(entry, param)
+    num_samples = entry.min_num_samples + entry.min_num_samples % 2  # antithetic pairs: even
+
+    def run():
+        return sg.expectation(lambda z: z**2, dist, name, num_samples, generator)
+
+    if entry.required_options:
+        with pytest.raises(ValueError, match=rf"{name!r} cannot be built from its name alone"):
+            run()
+    elif entry.is_variant and entry.stateful:
+        message = rf"{name!r} keeps state between calls.*create the instance once and keep it"
+        with pytest.raises(ValueError, match=message):
+            run()
+    else:
+        run().sum().backward()
+        assert param.grad is not None and torch.isfinite(param.grad).all()
+
+
+def test_stateful_variants_are_refused_by_name():
+    """``"score-ma"`` is one: the refusal above is not vacuous."""
+    assert catalog.CATALOG["score-ma"].stateful and catalog.CATALOG["score-ma"].is_variant
+    with pytest.raises(ValueError, match=r"e\.g\. estimator = sg\.ScoreFunction\(\.\.\.\)"):
+        sg.expectation(lambda b: b, Bernoulli(logits=torch.zeros(1)), "score-ma")
 
 
 @pytest.mark.parametrize("name", ["pathwise", "score"])
@@ -121,14 +167,12 @@ def test_auto_moving_average_keeps_state_per_cost_function():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-@pytest.mark.parametrize("name", ["pathwise", "score", "gumbel", "straight-through"])
-def test_computations_follow_the_parameters_dtype(name, dtype, generator):
+@pytest.mark.parametrize("entry", NAMED_WITHOUT_ARGUMENTS)
+def test_computations_follow_the_parameters_dtype(entry, dtype, generator):
+    """float32 and float64 are in the conformance suite for every family; bfloat16 here."""
     param = torch.zeros(3, dtype=dtype, requires_grad=True)
-    if name == "pathwise":
-        dist = Normal(param, torch.ones(3, dtype=dtype))
-    else:
-        dist = Bernoulli(logits=param)
-    surrogate = sg.expectation(lambda z: z * 2, dist, name, 2, generator)
+    dist = distribution_for(entry, param)
+    surrogate = sg.expectation(lambda z: z**2 * 2, dist, entry.build(), 2, generator)
     assert surrogate.dtype == dtype
     surrogate.sum().backward()
     assert param.grad.dtype == dtype
@@ -136,13 +180,14 @@ def test_computations_follow_the_parameters_dtype(name, dtype, generator):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("name", sorted(set(ESTIMATORS_FOR_BERNOULLI) - {"relax"}))
-def test_cuda(name):
-    logits = torch.zeros(3, device="cuda", requires_grad=True)
+@pytest.mark.parametrize("entry", NAMED_WITHOUT_ARGUMENTS)
+def test_cuda(entry):
+    param = torch.zeros(3, device="cuda", requires_grad=True)
     generator = torch.Generator(device="cuda").manual_seed(0)
-    surrogate = sg.expectation(lambda b: b * 2, Bernoulli(logits=logits), name, 2, generator)
+    dist = distribution_for(entry, param)
+    surrogate = sg.expectation(lambda z: z**2 * 2, dist, entry.build(), 2, generator)
     surrogate.sum().backward()
-    assert surrogate.device.type == logits.grad.device.type == "cuda"
+    assert surrogate.device.type == param.grad.device.type == "cuda"
 
 
 def test_implicit_reparameterization_families_are_pathwise():
@@ -157,8 +202,10 @@ def test_implicit_reparameterization_families_are_pathwise():
 
 
 def test_pathwise_on_bernoulli_names_the_estimators_that_can():
+    capable = classes_supporting(Bernoulli(logits=torch.zeros(2)))
+    assert {"arm", "score", "enumerate"} <= set(capable) and "pathwise" not in capable
     message = "estimator 'pathwise' cannot handle Bernoulli; estimators that can: " + ", ".join(
-        repr(n) for n in ESTIMATORS_FOR_BERNOULLI
+        repr(n) for n in capable
     )
     with pytest.raises(TypeError, match=message):
         sg.expectation(lambda b: b, Bernoulli(logits=torch.zeros(2)), "pathwise")
@@ -261,5 +308,11 @@ def test_bad_baseline_and_decay():
 
 
 def test_one_hot_categorical_and_categorical_are_supported_by_discrete_estimators():
+    """Every estimator of a Bernoulli but the antithetic ones (binary only) takes both."""
+    binary_only = {
+        name for name, entry in catalog.CATALOG.items() if issubclass(entry.cls, Antithetic)
+    }
+    assert binary_only, "the antithetic estimators take only Bernoulli variables"
+    bernoulli = set(classes_supporting(Bernoulli(logits=torch.zeros(3))))
     for dist in (Categorical(logits=torch.zeros(3)), OneHotCategorical(logits=torch.zeros(3))):
-        assert sg.estimators_supporting(dist) == ESTIMATORS_FOR_CATEGORICAL
+        assert sg.estimators_supporting(dist) == sorted(bernoulli - binary_only)

@@ -69,7 +69,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import torch
 from torch import Tensor
@@ -403,13 +403,18 @@ class Graph:
             described = _AUTO_CHOICES.get(choice, choice)
             return announce(described, dist, catalog.CATALOG[choice].build())
         chosen = resolve(estimator, None, dist, 1)  # type: ignore[arg-type]
-        if not isinstance(chosen, ScoreFunction | Pathwise | DiscreteStandIn) or (
-            isinstance(chosen, ScoreFunction) and chosen.control_variate is not None
-        ):
+        if not _one_cost_per_sample(chosen):
+            names = [
+                name
+                for name, entry in catalog.CATALOG.items()
+                if not entry.is_variant
+                and not entry.required_options
+                and _one_cost_per_sample(entry.build())
+            ]
             raise TypeError(
                 f"estimator {getattr(chosen, 'name', chosen)!r} evaluates the cost at several "
-                "points per sample, which a graph's costs (tensors) cannot do; choose 'score' "
-                "(any baseline), 'pathwise', 'gumbel' or 'straight-through', or use "
+                "points per sample, which a graph's costs (tensors) cannot do; choose one of "
+                f"{', '.join(map(repr, names))} (or sg.ScoreFunction with any baseline), or use "
                 "sg.expectation(f, dist, ...) for a single random step"
             )
         if not type(chosen).supports(dist):
@@ -419,6 +424,16 @@ class Graph:
         if isinstance(chosen, ScoreFunction) and chosen.baseline is not None:
             check_baseline_samples(chosen.baseline, self._num_samples or 1)
         return chosen
+
+
+def _one_cost_per_sample(
+    estimator: object,
+) -> TypeGuard[ScoreFunction | Pathwise | DiscreteStandIn]:
+    """Whether a graph can use ``estimator``: it evaluates the cost once per sample, at the
+    sample or at a differentiable stand-in for it (a graph's costs are tensors, not functions)."""
+    if isinstance(estimator, ScoreFunction):
+        return estimator.control_variate is None
+    return isinstance(estimator, Pathwise | DiscreteStandIn)
 
 
 _AUTO_CHOICES = {

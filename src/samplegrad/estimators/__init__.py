@@ -2,16 +2,22 @@
 in :mod:`samplegrad.estimators.catalog`."""
 
 from samplegrad._internal.validation import check_num_samples
-from samplegrad.estimators.antithetic import ARM, DisARM
 from samplegrad.estimators.base import Cost, Estimator, estimators_supporting
 from samplegrad.estimators.baselines import Baseline, LeaveOneOut, MovingAverage
+from samplegrad.estimators.vimco import VIMCO, log_mean_exp
+
+# isort: off
+# The order of registration, so the catalog's order (samplegrad.estimators.catalog): pathwise,
+# the score function, measure-valued, antithetic, relaxations, relaxation-based control
+# variates, exact enumeration. Help texts and compare's default rows follow it.
+from samplegrad.estimators.pathwise import Pathwise
+from samplegrad.estimators.score import ScoreFunction
+from samplegrad.estimators.measure_valued import MeasureValued
+from samplegrad.estimators.antithetic import ARM, DisARM
+from samplegrad.estimators.relaxed import GumbelSoftmax, StraightThrough
 from samplegrad.estimators.control import REBAR, RELAX
 from samplegrad.estimators.enumerate import Enumerate
-from samplegrad.estimators.measure_valued import MeasureValued
-from samplegrad.estimators.pathwise import Pathwise
-from samplegrad.estimators.relaxed import GumbelSoftmax, StraightThrough
-from samplegrad.estimators.score import ScoreFunction
-from samplegrad.estimators.vimco import VIMCO, log_mean_exp
+# isort: on
 
 __all__ = [
     "ARM",

@@ -56,8 +56,18 @@ class Estimator(nn.Module):
 
     @property
     def has_state(self) -> bool:
-        """Whether this instance holds buffers or parameters (its class's or its options')."""
-        return any(True for _ in self.parameters()) or any(True for _ in self.buffers())
+        """Whether this instance holds state that must persist between calls: its class's
+        (:attr:`stateful`), or the buffers and parameters of the modules among its options (a
+        moving-average baseline, a learned control). A buffer of the estimator's own that only
+        configures it (the Gumbel-softmax temperature) is not state."""
+        return self.stateful or any(
+            True for child in self.children() for _ in (*child.parameters(), *child.buffers())
+        )
+
+    def handles(self, dist: Distribution) -> bool:
+        """Whether this instance, as configured, can handle ``dist``: :meth:`supports`, narrowed
+        by options that need more of the family (the score function's delta control variate)."""
+        return self.supports(dist)
 
     def check_num_samples(self, num_samples: object) -> int:
         """``num_samples`` as an ``int`` this estimator, as configured, accepts; else a

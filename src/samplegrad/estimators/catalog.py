@@ -4,9 +4,14 @@ A class registers itself under its ``name`` with :func:`register`; a *variant* i
 class with options under a name of its own (``"score-loo"`` is ``ScoreFunction(baseline="loo")``),
 declared with :func:`register_variant` in the class's module. Everything that lists estimators
 reads this catalog: ``sg.expectation``'s names, ``samplegrad compare``, the lab's models and
-trainers, the command line's choices and help, and the tests. The facts about an estimator live
-on its class (``unbiased``, ``stateful``, ``min_num_samples``, ``required_options``,
-``supports``); an :class:`Entry` adds the options of its name.
+trainers, the command line's choices and help, and the tests (``tests/test_conformance.py``
+checks every name on every family it supports). The facts about an estimator live on its class
+(``unbiased``, ``stateful``, ``min_num_samples``, ``required_options``, ``supports``); an
+:class:`Entry` adds the options of its name.
+
+The catalog's order is the order of registration, so of the imports in
+:mod:`samplegrad.estimators`: every list of names (help texts, ``samplegrad compare``'s default
+rows) follows it.
 
 The rule of ``estimator="auto"`` lives here too, once: :func:`auto`.
 """
@@ -14,6 +19,7 @@ The rule of ``estimator="auto"`` lives here too, once: :func:`auto`.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,15 +32,21 @@ if TYPE_CHECKING:
     from samplegrad.estimators.base import Estimator
 
 
+def _no_options() -> dict[str, Any]:
+    """The options of a class's own name: none."""
+    return {}
+
+
 @dataclass(frozen=True)
 class Entry:
     """One name of the catalog: an estimator class and the options its name stands for."""
 
     name: str
     cls: type[Estimator]
-    options: Callable[[], dict[str, Any]] = dict
+    options: Callable[..., dict[str, Any]] = _no_options
     """The constructor's keyword options, made anew for every build, so a stateful option (a
-    moving average) is never shared between two estimators."""
+    moving average) is never shared between two estimators. Its own keyword parameters, if any,
+    are the variant's (``"score-ma"``'s ``decay``)."""
     summary: str = ""
     """What a variant adds to its class (for help texts); empty for a class's own name."""
 
@@ -82,17 +94,29 @@ class Entry:
         return None
 
     def supports(self, dist: Distribution) -> bool:
-        return self.cls.supports(dist)
+        """Whether an estimator of this name can handle ``dist``'s family (``"score-delta"``
+        needs independent numeric coordinates where ``"score"`` takes any family)."""
+        if self.cls.required_options:
+            return self.cls.supports(dist)
+        return _probe(self).handles(dist)
 
-    def build(self, **required: Any) -> Estimator:
-        """A new estimator of this name; ``required`` gives :attr:`required_options`."""
-        missing = [name for name in self.cls.required_options if name not in required]
+    def build(self, **arguments: Any) -> Estimator:
+        """A new estimator of this name.
+
+        ``arguments`` give the :attr:`required_options`, the variant's own parameters
+        (``entry("score-ma").build(decay=0.99)``) and any further keyword argument of the
+        class's constructor (``entry("rebar").build(temperature=0.3)``); a ``TypeError`` for
+        one the constructor does not take or one the name already sets.
+        """
+        missing = [name for name in self.cls.required_options if name not in arguments]
         if missing:
             raise TypeError(
                 f"estimator {self.name!r} needs {', '.join(missing)}, which only the caller can "
                 f"build for its problem: pass an instance, e.g. sg.{self.cls.__name__}(...)"
             )
-        return self.cls(**self.options(), **required)
+        own = inspect.signature(self.options).parameters
+        variant = self.options(**{key: arguments.pop(key) for key in [*arguments] if key in own})
+        return self.cls(**variant, **arguments)
 
 
 @functools.cache
@@ -102,7 +126,7 @@ def _probe(entry: Entry) -> Estimator:
 
 
 CATALOG: dict[str, Entry] = {}
-"""Every estimator name: registered classes first, each followed by its variants."""
+"""Every estimator name, in the order of registration: each class followed by its variants."""
 
 
 def register(cls: type[Estimator]) -> type[Estimator]:
@@ -112,10 +136,11 @@ def register(cls: type[Estimator]) -> type[Estimator]:
 
 
 def register_variant(
-    name: str, cls: type[Estimator], summary: str, options: Callable[[], dict[str, Any]]
+    name: str, cls: type[Estimator], summary: str, options: Callable[..., dict[str, Any]]
 ) -> None:
     """Name a configuration of a registered class (``"score-loo"``); ``summary`` says what the
-    options add, for help texts; ``options()`` gives the constructor's keyword arguments."""
+    options add, for help texts; ``options()`` gives the constructor's keyword arguments, and
+    its keyword parameters with defaults are the variant's own (``"score-ma"``'s ``decay``)."""
     if cls.name not in CATALOG:
         raise ValueError(f"register {cls.__name__} before its variant {name!r}")
     CATALOG[name] = Entry(name, cls, options, summary)

@@ -36,6 +36,7 @@ from samplegrad.estimators.catalog import register, register_variant
 from samplegrad.estimators.delta import (
     Coefficient,
     delta_control_variate,
+    has_independent_numeric_coordinates,
     optimal_coefficient,
 )
 
@@ -90,6 +91,12 @@ class ScoreFunction(Estimator):
     @classmethod
     def supports(cls, dist: Distribution) -> bool:
         return True
+
+    def handles(self, dist: Distribution) -> bool:
+        """Any distribution; with the delta control variate, independent numeric coordinates."""
+        return super().handles(dist) and (
+            self.control_variate is None or has_independent_numeric_coordinates(dist)
+        )
 
     def check_num_samples(self, num_samples: object) -> int:
         num_samples = super().check_num_samples(num_samples)
@@ -147,7 +154,7 @@ register_variant(
     "score-ma",
     ScoreFunction,
     "moving-average baseline, decay 0.9",
-    lambda: {"baseline": MovingAverage(0.9)},
+    lambda decay=0.9: {"baseline": MovingAverage(decay)},
 )
 register_variant(
     "score-delta",

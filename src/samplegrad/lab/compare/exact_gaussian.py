@@ -95,16 +95,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-ESTIMATORS = (
-    "pathwise",
-    "score",
-    "score-loo",
-    "score-delta",
-    "measure-valued",
-    "measure-valued-uncoupled",
-)
-"""The estimator names :func:`exact_variance` knows (the names of ``samplegrad compare``)."""
-
 NODES_PER_PANEL = 16
 PANELS_PER_SIDE = (16, 32, 64, 128, 256, 512)
 """Grids tried in turn: panels on ``[0, L]``, each with :data:`NODES_PER_PANEL` nodes."""
@@ -511,6 +501,9 @@ _VARIANCES: dict[str, Callable[[_Quadrature, int], tuple[Array, Array]]] = {
     "measure-valued": _measure_valued,
     "measure-valued-uncoupled": _measure_valued_uncoupled,
 }
+
+ESTIMATORS = tuple(_VARIANCES)
+"""The estimator names :func:`exact_variance` knows (names of the catalog)."""
 
 
 # ----------------------------------------------------------------------------------- checks

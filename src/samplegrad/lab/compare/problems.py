@@ -37,10 +37,9 @@ from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
 from samplegrad import diagnostics
 from samplegrad.diagnostics import GradientStats
-from samplegrad.estimators import Estimator
+from samplegrad.estimators import Estimator, catalog
 from samplegrad.lab.compare.exact_bernoulli import exact_gradient as bernoulli_exact_gradient
 from samplegrad.lab.compare.exact_bernoulli import exact_variance as bernoulli_exact_variance
-from samplegrad.lab.compare.exact_gaussian import ESTIMATORS as GAUSSIAN_ESTIMATORS
 from samplegrad.lab.compare.exact_gaussian import Cost1D, cosine, exponential, quadratic
 from samplegrad.lab.compare.exact_gaussian import exact_gradient as gaussian_exact_gradient
 from samplegrad.lab.compare.exact_gaussian import exact_variance as gaussian_exact_variance
@@ -50,25 +49,13 @@ if TYPE_CHECKING:
 
 DTYPE = torch.float64
 
+DEFAULT_NUM_SAMPLES = 2
+"""``K``, samples per gradient estimate, unless ``compare`` is told otherwise."""
+
 TIMING_CALLS = 40
 """Default calls per timed block of single estimates (see :func:`BatchedProblem.measure`)."""
 TIMING_BLOCKS = 5
 """Timed blocks of single estimates; the median block counts."""
-
-
-BERNOULLI_ESTIMATORS = (
-    "score",
-    "score-loo",
-    "score-delta",
-    "arm",
-    "disarm",
-    "rebar",
-    "relax",
-    "gumbel",
-    "straight-through",
-    "enumerate",
-)
-"""The default estimators of the Bernoulli problems."""
 
 
 class CompareError(ValueError):
@@ -81,7 +68,6 @@ class Problem(abc.ABC):
     name: ClassVar[str]
     formula: ClassVar[str]
     """The problem in words, for the table's header."""
-    default_estimators: ClassVar[tuple[str, ...]]
     default_repeats: ClassVar[int] = 100_000
     event_dims: ClassVar[int] = 0
     """Event dimensions of ``q_phi`` (0 for a scalar variable)."""
@@ -99,6 +85,11 @@ class Problem(abc.ABC):
                 f"problem {self.name!r} has no constant {name!r}; its constants: {known}"
             )
         return dataclasses.replace(self, **{name: value})  # type: ignore[type-var]
+
+    @property
+    @abc.abstractmethod
+    def default_estimators(self) -> tuple[str, ...]:
+        """The estimators ``compare`` measures when none are named."""
 
     @abc.abstractmethod
     def example_distribution(self) -> Distribution:
@@ -127,6 +118,19 @@ class Problem(abc.ABC):
 
 class BatchedProblem(Problem):
     """A problem with scalar parameters whose ``R`` repeats are one batched call."""
+
+    @property
+    def default_estimators(self) -> tuple[str, ...]:
+        """Every estimator class of the catalog that can handle this problem, and those of
+        their variants whose exact variance is known here (at :data:`DEFAULT_NUM_SAMPLES`), so
+        that a variant's row can be checked; in catalog order."""
+        dist = self.example_distribution()
+        return tuple(
+            name
+            for name, entry in catalog.CATALOG.items()
+            if entry.supports(dist)
+            and (not entry.is_variant or self.exact_variance(name, DEFAULT_NUM_SAMPLES) is not None)
+        )
 
     @abc.abstractmethod
     def parameter_values(self) -> dict[str, float]:
@@ -200,9 +204,6 @@ class GaussianProblem(BatchedProblem):
     mu: float = 1.0
     sigma: float = 1.0
     k: float = 1.0
-
-    default_estimators: ClassVar[tuple[str, ...]] = GAUSSIAN_ESTIMATORS
-    """Every estimator of a Normal with a known exact variance."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.mu) and math.isfinite(self.k) and 0 < self.sigma < math.inf):
@@ -371,7 +372,6 @@ class Bernoulli3D(BatchedProblem):
         "theta = RandomState(0).rand(3)"
     )
     event_dims: ClassVar[int] = 1
-    default_estimators: ClassVar[tuple[str, ...]] = BERNOULLI_ESTIMATORS
 
     @cached_property
     def logits(self) -> np.ndarray:
@@ -445,7 +445,6 @@ class BernoulliToy(BatchedProblem):
 
     name: ClassVar[str] = "bernoulli-toy"
     formula: ClassVar[str] = "f(b) = (b - t)^2, b ~ Bernoulli(sigmoid(phi))"
-    default_estimators: ClassVar[tuple[str, ...]] = BERNOULLI_ESTIMATORS
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.phi) and math.isfinite(self.t)):
@@ -558,7 +557,10 @@ class VAEEncoder(Problem):
         return cls(model, images, f"{checkpoint} ({config.latent} latent, {config.arch})")
 
     @property
-    def default_estimators(self) -> tuple[str, ...]:  # type: ignore[override]
+    def default_estimators(self) -> tuple[str, ...]:
+        """A fixed selection, not derived from the catalog: one estimator or two per family
+        that a trained model affords in a short measurement (enumeration cannot run on it);
+        ``--estimators`` names any other."""
         if self._gaussian:
             return ("pathwise", "score", "score-loo", "measure-valued")
         return ("score", "score-loo", "arm", "disarm", "rebar", "gumbel", "straight-through")

@@ -190,7 +190,7 @@ class Result(TypedDict, total=False):
 def compare(
     problem: str | Problem,
     estimators: Sequence[str] | None = None,
-    num_samples: int | Sequence[int] = 2,
+    num_samples: int | Sequence[int] = compare_problems.DEFAULT_NUM_SAMPLES,
     repeats: int | None = None,
     seed: int = 0,
     sweep: tuple[str, Sequence[float]] | None = None,
@@ -320,9 +320,9 @@ def _resolve_estimators(problem: Problem, names: Sequence[str] | None) -> list[E
             f"{', '.join(map(repr, unknown))}; valid names: {', '.join(specs)}"
         )
     dist = problem.example_distribution()
-    unfit = [n for n in names if not specs[n].cls.supports(dist)]
+    unfit = [n for n in names if not specs[n].entry.supports(dist)]
     if unfit:
-        fit = [n for n, spec in specs.items() if spec.cls.supports(dist)]
+        fit = sorted(n for n, spec in specs.items() if spec.entry.supports(dist))
         raise CompareError(
             f"{', '.join(map(repr, unfit))} cannot handle the {type(dist).__name__} "
             f"distribution of problem {problem.name!r}; estimators that can: {', '.join(fit)}"

@@ -1,21 +1,17 @@
 """Estimators by name for the discrete VAEs, so a command line can select them.
 
-| name | estimator | latents |
-|---|---|---|
-| ``"score"`` | ``sg.ScoreFunction()`` (REINFORCE, no baseline) | all |
-| ``"score-loo"`` | ``sg.ScoreFunction(baseline="loo")``, ``num_samples >= 2`` | all |
-| ``"score-ma"`` | ``sg.ScoreFunction(baseline=sg.MovingAverage(decay))``, ``decay=0.9`` | all |
-| ``"arm"`` / ``"disarm"`` | ``sg.ARM()`` / ``sg.DisARM()``, even ``num_samples`` | Bernoulli |
-| ``"rebar"`` | ``sg.REBAR(temperature=0.5, eta=1.0)`` | all |
-| ``"relax"`` | ``sg.RELAX(LatentControl(model.latent_shape, hidden=64))`` | all |
-| ``"gumbel"`` | ``sg.GumbelSoftmax(temperature=1.0, hard=False)`` (biased) | all |
-| ``"straight-through"`` | ``sg.StraightThrough()`` (biased) | all |
-| ``"enumerate"`` | ``sg.Enumerate()``, exact; only for at most ``2**16`` configurations | small |
-| ``"auto"`` | ``"score-loo"`` if ``num_samples >= 2``, else ``"score-ma"`` | all |
+The names are those of :data:`samplegrad.estimators.catalog.CATALOG` whose estimator can handle
+a Bernoulli or one-hot categorical latent (``"score"``, ``"score-loo"``, ``"score-ma"``,
+``"arm"``, ``"rebar"``, ``"relax"``, ``"gumbel"``, ``"enumerate"``, ...; which ones apply to a
+model: :func:`applicable_estimators`), and ``"auto"``, which chooses as ``sg.expectation(...,
+"auto")`` does (:func:`samplegrad.estimators.catalog.auto`: ``"score-loo"`` for
+``num_samples >= 2``, else ``"score-ma"``). Each name builds its catalog entry with the model's
+part where the estimator needs one (``"relax"``'s control: a :class:`LatentControl`);
+``"enumerate"`` applies to latents of at most ``2**16`` configurations.
 
-``"auto"`` chooses as ``sg.expectation(..., "auto")`` does for a discrete latent. Keyword
-options go to the estimator's constructor (``decay`` for ``"score-ma"``, ``hidden`` for
-``"relax"``'s control). The Gaussian VAE takes no estimator: its sampling layer is pathwise.
+Keyword options go to the estimator's constructor (``temperature`` for ``"gumbel"``), to the
+variant (``decay`` for ``"score-ma"``, default 0.9), or, for ``"relax"``, to its control
+(``hidden``, default 64). The Gaussian VAE takes no estimator: its sampling layer is pathwise.
 """
 
 from __future__ import annotations
@@ -25,19 +21,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.distributions import Bernoulli, Independent, OneHotCategorical
 
-from samplegrad.estimators import (
-    ARM,
-    REBAR,
-    RELAX,
-    DisARM,
-    Enumerate,
-    Estimator,
-    GumbelSoftmax,
-    MovingAverage,
-    ScoreFunction,
-    StraightThrough,
-)
+from samplegrad.estimators import Enumerate, Estimator, catalog
 from samplegrad.lab.models.discrete import DiscreteVAE
 
 
@@ -61,57 +47,51 @@ class LatentControl(nn.Module):
         return self.net(y.flatten(-self.num_latent_dims)).squeeze(-1)
 
 
-def _moving_average(model: DiscreteVAE, decay: float = 0.9, **options: Any) -> Estimator:
-    return ScoreFunction(baseline=MovingAverage(decay), **options)
-
-
-def _relax(model: DiscreteVAE, **options: Any) -> Estimator:
-    return RELAX(LatentControl(model.latent_shape, **options))
-
-
-Builder = Callable[..., Estimator]
-"""``builder(model, **options)``: the estimator for ``model``."""
-
-_BUILDERS: dict[str, tuple[type[Estimator], Builder]] = {
-    "score": (ScoreFunction, lambda model, **options: ScoreFunction(**options)),
-    "score-loo": (ScoreFunction, lambda model, **options: ScoreFunction("loo", **options)),
-    "score-ma": (ScoreFunction, _moving_average),
-    "arm": (ARM, lambda model, **options: ARM(**options)),
-    "disarm": (DisARM, lambda model, **options: DisARM(**options)),
-    "rebar": (REBAR, lambda model, **options: REBAR(**options)),
-    "relax": (RELAX, _relax),
-    "gumbel": (GumbelSoftmax, lambda model, **options: GumbelSoftmax(**options)),
-    "straight-through": (StraightThrough, lambda model, **options: StraightThrough(**options)),
-    "enumerate": (Enumerate, lambda model, **options: Enumerate(**options)),
+REQUIRED_OPTIONS: dict[str, Callable[..., object]] = {
+    "control": lambda model, **options: LatentControl(model.latent_shape, **options),
 }
-"""Per name: the estimator class (whose ``supports`` decides applicability) and its builder."""
+"""How each constructor argument an estimator class requires
+(:attr:`samplegrad.Estimator.required_options`) is built for a model, from the options."""
 
-ESTIMATOR_NAMES = (*_BUILDERS, "auto")
-"""Every name :func:`make_estimator` knows."""
+_LATENTS = (
+    Independent(Bernoulli(logits=torch.zeros(1)), 1),
+    Independent(OneHotCategorical(logits=torch.zeros(1, 2)), 1),
+)
+"""One latent of each family the discrete VAEs use, to ask the catalog which names apply."""
+
+ESTIMATOR_NAMES = (
+    *(name for name, entry in catalog.CATALOG.items() if any(map(entry.supports, _LATENTS))),
+    catalog.AUTO,
+)
+"""Every name :func:`make_estimator` knows, in catalog order, then ``"auto"``."""
 
 
 def applicable_estimators(model: nn.Module) -> list[str]:
-    """The names :func:`make_estimator` accepts for ``model``, in table order."""
+    """The names :func:`make_estimator` accepts for ``model``, in catalog order, then ``"auto"``."""
     if not isinstance(model, DiscreteVAE):
         return []
     prior = model.prior()
-    names = [name for name, (cls, _) in _BUILDERS.items() if cls.supports(prior)]
-    if model.support_size > Enumerate().max_support_size:
-        names.remove("enumerate")
-    return [*names, "auto"]
+    too_large = model.support_size > Enumerate().max_support_size
+    names = [
+        name
+        for name, entry in catalog.CATALOG.items()
+        if entry.supports(prior) and not (too_large and issubclass(entry.cls, Enumerate))
+    ]
+    return [*names, catalog.AUTO]
 
 
 def make_estimator(
     name: str, model: nn.Module, *, num_samples: int = 1, **options: Any
 ) -> Estimator:
-    """The estimator called ``name`` (module table), built for ``model``'s latent.
+    """The estimator called ``name`` (module docstring), built for ``model``'s latent.
 
     Args:
         name: one of :data:`ESTIMATOR_NAMES`.
         model: a :class:`~samplegrad.lab.models.BernoulliVAE` or
             :class:`~samplegrad.lab.models.CategoricalVAE`.
         num_samples: the samples per image the estimator will get; only ``"auto"`` uses it.
-        options: keyword arguments of the estimator's constructor.
+        options: keyword arguments of the estimator's constructor, of its name's variant, or,
+            for an estimator with required options (``"relax"``), of what builds them.
 
     Raises:
         ValueError: an unknown name; TypeError: a name that does not apply to ``model`` (or
@@ -133,9 +113,17 @@ def make_estimator(
             f"({model.latent_family} latents, {model.support_size} configurations); "
             f"estimators that do: {listed}"
         )
-    if name == "auto":
-        name = "score-loo" if num_samples >= 2 else "score-ma"
+    if name == catalog.AUTO:
+        name = catalog.auto(model.prior(), num_samples)
+    entry = catalog.entry(name)
     try:
-        return _BUILDERS[name][1](model, **options)
+        if entry.required_options:
+            return entry.build(
+                **{
+                    option: REQUIRED_OPTIONS[option](model, **options)
+                    for option in entry.required_options
+                }
+            )
+        return entry.build(**options)
     except TypeError as error:
         raise TypeError(f"invalid options for estimator {name!r}: {error}") from error
