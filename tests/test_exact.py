@@ -190,6 +190,10 @@ def scipy_reference(cost: Cost1D, mu: float, s: float, limit: float) -> dict[str
             normal(lambda y: (F1(y) - g_mu) ** 2),
             normal(lambda y: (y * F1(y) - g_sigma) ** 2),
         ),
+        "pathwise-delta": (
+            normal(lambda y: (F1(y) - d2 * s * y - g_mu) ** 2),
+            normal(lambda y: ((F1(y) - d1 - d2 * s * y) * y + d2 * s - g_sigma) ** 2),
+        ),
         "score": tuple(normal(lambda y, S=S, G=G: (F(y) * S(y) - G) ** 2) for S, G, _ in scores),
         "score-loo": tuple(loo),
         "score-delta": tuple(

@@ -26,6 +26,7 @@ from samplegrad.estimators import (
     MovingAverage,
     Pathwise,
     ScoreFunction,
+    StickingTheLanding,
     StraightThrough,
     estimators_supporting,
 )
@@ -43,6 +44,7 @@ __all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
     "Estimator",
     "estimators_supporting",
     "Pathwise",
+    "StickingTheLanding",
     "ScoreFunction",
     "Baseline",
     "LeaveOneOut",

@@ -7,6 +7,7 @@ and only sums the log-probabilities over the reinterpreted dimensions.
 
 from __future__ import annotations
 
+from torch import Tensor
 from torch.distributions import (
     Bernoulli,
     Categorical,
@@ -29,3 +30,11 @@ def base_distribution(dist: Distribution) -> Distribution:
 def is_discrete_choice(dist: Distribution) -> bool:
     """Bernoulli, Categorical or OneHotCategorical, possibly wrapped in ``Independent``."""
     return isinstance(base_distribution(dist), DISCRETE_CHOICE)
+
+
+def log_prob(dist: Distribution, value: Tensor) -> Tensor:
+    """``dist.log_prob(value)``, also for an empty batch: torch's ``Independent.log_prob``
+    reshapes its sum to ``(..., -1)``, which is ambiguous for zero elements."""
+    if value.numel() == 0:
+        return value.new_zeros(value.shape[: value.dim() - len(dist.event_shape)])
+    return dist.log_prob(value)

@@ -8,9 +8,11 @@ from samplegrad.estimators.vimco import VIMCO, log_mean_exp
 
 # isort: off
 # The order of registration, so the catalog's order (samplegrad.estimators.catalog): pathwise,
-# the score function, measure-valued, antithetic, relaxations, relaxation-based control
-# variates, exact enumeration. Help texts and compare's default rows follow it.
+# sticking the landing, the score function, measure-valued, antithetic, relaxations,
+# relaxation-based control variates, exact enumeration. Help texts and compare's default rows
+# follow it.
 from samplegrad.estimators.pathwise import Pathwise
+from samplegrad.estimators.stl import StickingTheLanding
 from samplegrad.estimators.score import ScoreFunction
 from samplegrad.estimators.measure_valued import MeasureValued
 from samplegrad.estimators.antithetic import ARM, DisARM
@@ -35,6 +37,7 @@ __all__ = [
     "MovingAverage",
     "Pathwise",
     "ScoreFunction",
+    "StickingTheLanding",
     "StraightThrough",
     "check_num_samples",
     "estimators_supporting",

@@ -1,4 +1,4 @@
-"""The delta-method control variate for the score function, and its coefficient.
+"""The delta-method control variate for the score function and the pathwise estimator.
 
 A control variate ``h`` with a known expectation keeps the score function unbiased,
 
@@ -24,6 +24,15 @@ real-valued points (for a Bernoulli, the mean lies between 0 and 1). Cost: ``f``
 and one Hessian-vector product on ``D + S`` points, for ``D`` event coordinates and ``S``
 samples.
 
+With the pathwise estimator (Mohamed et al. 2020, Sec. 7.4; ``control_delta_method`` in
+deepmind/mc_gradients) the control variate enters through its own pathwise gradient,
+
+    g = grad_theta f(z(theta)) - beta (grad_theta h(z(theta)) - grad_theta E_q[h]),
+
+unbiased because the pathwise gradient of ``h`` is an unbiased estimate of ``grad E_q[h]``;
+``grad_theta h(z) = (G + H (z - m)) . dz/dtheta``, so it needs only the slopes of ``h`` at the
+samples.
+
 The coefficient ``beta`` is 1, a fixed number, or ``"optimal"``: the ``beta`` that minimises the
 variance of the gradient estimate (Mohamed et al. 2020, Sec. 7.1; see
 :func:`optimal_coefficient`), estimated from the samples' scores. Estimated from the same
@@ -35,7 +44,7 @@ the coefficient estimated from the *other* samples (leave-one-out), which is ind
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -54,14 +63,22 @@ def has_independent_numeric_coordinates(dist: Distribution) -> bool:
     return base.event_shape == torch.Size() and not isinstance(base, Categorical)
 
 
+class DeltaControl(NamedTuple):
+    """The delta-method control variate ``h`` at the samples ``z_s``."""
+
+    values: Tensor
+    """``h(z_s)``, shape ``(S, *B)``, no gradient (for the score function)."""
+    slopes: Tensor
+    """``grad_z h(z_s) = G + H (z_s - m)``, shape ``(S, *B, *E)``, no gradient (for the pathwise
+    estimator: ``grad_theta h(z_s(theta)) = slopes . d z_s / d theta``)."""
+    expectation_term: Tensor
+    """Zero-valued, shape ``B``, with gradient ``grad_theta E_q[h]``."""
+
+
 def delta_control_variate(
     f: Callable[[Tensor], Tensor], dist: Distribution, z: Tensor
-) -> tuple[Tensor, Tensor]:
-    """The second-order Taylor control variate of ``f`` around ``dist.mean``.
-
-    Returns ``(h, expectation_term)``: the values ``h(z_s)`` of shape ``(S, *B)`` (no gradient),
-    and a zero-valued tensor of shape ``B`` whose gradient is ``grad_theta E_q[h]``.
-    """
+) -> DeltaControl:
+    """The second-order Taylor control variate of ``f`` around ``dist.mean``, at ``z``."""
     if not has_independent_numeric_coordinates(dist):
         raise TypeError(
             f"control_variate='delta' needs a distribution with independent numeric "
@@ -88,16 +105,17 @@ def delta_control_variate(
     value_at_centre = values[0].detach()
     gradient = gradient[0].detach()
     hessian_diagonal = (hessian_directions[:num_coordinates] * axes).sum(0)
-    linear = _sum_event(gradient * offsets, event_ndims)
-    quadratic = 0.5 * _sum_event(offsets * hessian_directions[num_coordinates:], event_ndims)
+    linear = sum_event(gradient * offsets, event_ndims)
+    quadratic = 0.5 * sum_event(offsets * hessian_directions[num_coordinates:], event_ndims)
     h = value_at_centre + linear + quadratic
-    expectation_term = _sum_event(gradient * (mean - centre), event_ndims) + 0.5 * _sum_event(
+    expectation_term = sum_event(gradient * (mean - centre), event_ndims) + 0.5 * sum_event(
         hessian_diagonal * (variance - variance.detach()), event_ndims
     )
-    return h, expectation_term
+    slopes = gradient + hessian_directions[num_coordinates:]
+    return DeltaControl(h, slopes, expectation_term)
 
 
-def _sum_event(x: Tensor, event_ndims: int) -> Tensor:
+def sum_event(x: Tensor, event_ndims: int) -> Tensor:
     """Sum over the trailing event dimensions (``x.sum(())`` would sum over all of them)."""
     return x.sum(tuple(range(-event_ndims, 0))) if event_ndims else x
 

@@ -137,7 +137,7 @@ class ScoreFunction(Estimator):
         self, cost: Cost, dist: Distribution, z: Tensor, costs: Tensor, log_prob: Tensor
     ) -> tuple[Tensor, Tensor]:
         """``f - beta h`` per sample, and the zero-valued term with gradient ``beta grad E[h]``."""
-        controls, expectation_term = delta_control_variate(cost, dist, z)
+        controls, _, expectation_term = delta_control_variate(cost, dist, z)
         if self.coefficient == "optimal":
             beta = optimal_coefficient(costs, controls, log_prob, expectation_term, dist)
             return costs - beta * controls, beta.mean(0) * expectation_term

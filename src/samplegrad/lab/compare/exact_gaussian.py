@@ -25,13 +25,17 @@ exception), with ``G`` the exact gradient of the parameter concerned:
   = E[((F - m) S - G)^2] + v E[S^2] / (K - 1)`` (the second form is the same number, free of
   cancellation; ``E[(F - m) S] = G`` because ``E[S] = 0``), and the samples' terms have
   covariance ``G^2 / (K - 1)^2``, so ``Var g = Var h / K + G^2 / (K (K - 1))`` (derived in
-  :class:`samplegrad.lab.compare.runner.GaussianQuadratic`). ``E[S_mu^2] = 1/s^2``,
+  :class:`samplegrad.lab.compare.problems.GaussianQuadratic`). ``E[S_mu^2] = 1/s^2``,
   ``E[S_sigma^2] = 2/s^2``.
 - ``score-delta`` (:mod:`samplegrad.estimators.delta`, coefficient 1): the control variate is
   the second-order Taylor expansion around the mean, ``h(y) = f(mu) + f'(mu) s y +
   f''(mu) s^2 y^2 / 2``, and the estimate is ``(F - h) S + grad E[h]`` with
   ``grad E[h] = (f'(mu), s f''(mu))`` (the expansion point is held fixed). With ``R = F - h``:
   ``Var = E[(R S - (G - grad E[h]))^2]``; 0 for a quadratic ``f``.
+- ``pathwise-delta`` (:mod:`samplegrad.estimators.pathwise`, coefficient 1): the pathwise
+  gradient of ``f - h`` plus ``grad E[h]``: ``f'(x) - f''(mu) s y`` for ``mu`` and
+  ``(f'(x) - f'(mu) - f''(mu) s y) y + s f''(mu)`` for ``sigma``, ``x = mu + s y``; 0 for a
+  quadratic ``f``.
 - ``measure-valued`` (:mod:`samplegrad.estimators.measure_valued`, coupled). Mean:
   ``g_mu = (F(W) - F(-W)) / (s sqrt(2 pi))`` with one Weibull ``W`` (density
   ``w exp(-w^2/2) = sqrt(2 pi) w phi(w)`` on ``w > 0``), ``Var = E_W[(g_mu - G_mu)^2]``.
@@ -74,7 +78,7 @@ overflow: for ``exp(-k x^2)`` at ``mu = sigma = 1`` the variances are computed f
 **Closed forms** for the ready-made costs (``a = mu - k``):
 
 - ``(x - k)^2``: ``E f = a^2 + s^2``; every variance is in
-  :class:`samplegrad.lab.compare.runner.GaussianQuadratic`.
+  :class:`samplegrad.lab.compare.problems.GaussianQuadratic`.
 - ``exp(-k x^2)``, ``1 + 2 k s^2 > 0``: ``E f = exp(-k mu^2 / (1 + 2 k s^2)) /
   sqrt(1 + 2 k s^2)`` (complete the square).
 - ``cos(k x)``: ``E f = cos(k mu) exp(-k^2 s^2 / 2)`` (the real part of the characteristic
@@ -143,7 +147,7 @@ def _column(k: float | Array) -> Array:
 
 def quadratic(k: float | Array) -> Cost1D:
     """``f(x) = (x - k)^2``; ``E f = (mu - k)^2 + sigma^2``. Variances in closed form:
-    :class:`samplegrad.lab.compare.runner.GaussianQuadratic`."""
+    :class:`samplegrad.lab.compare.problems.GaussianQuadratic`."""
     kk = _column(k)
     return Cost1D(
         value=lambda x: (x - kk) ** 2,
@@ -430,6 +434,20 @@ def _pathwise(q: _Quadrature, K: int) -> tuple[Array, Array]:
     return var_mu / K, var_sigma / K
 
 
+def _pathwise_delta(q: _Quadrature, K: int) -> tuple[Array, Array]:
+    """With ``x = mu + s y``: ``f'(x) - f2 s y`` for ``mu`` and
+    ``(f'(x) - f1 - f2 s y) y + f2 s`` for ``sigma`` (the pathwise gradient of ``f - h`` plus
+    ``grad E[h] = (f1, f2 s)``), on both sides ``y -> +-y``."""
+    y, s = q.y, q.s
+    f1, f2 = q.f1[..., None], q.f2[..., None]
+    g_mu, g_sigma = (g[..., None] for g in q.gradient())
+    var_mu = q.expect((q.F1p - f2 * s * y - g_mu) ** 2, (q.F1m + f2 * s * y - g_mu) ** 2)
+    sigma_p = (q.F1p - f1 - f2 * s * y) * y + f2 * s
+    sigma_m = -(q.F1m - f1 + f2 * s * y) * y + f2 * s
+    var_sigma = q.expect((sigma_p - g_sigma) ** 2, (sigma_m - g_sigma) ** 2)
+    return var_mu / K, var_sigma / K
+
+
 def _score(q: _Quadrature, K: int) -> tuple[Array, Array]:
     """``Var F S`` with the raw cost (the estimator is not shift-invariant)."""
     var_mu, var_sigma = q.score_variances(
@@ -495,6 +513,7 @@ def _measure_valued_uncoupled(q: _Quadrature, K: int) -> tuple[Array, Array]:
 
 _VARIANCES: dict[str, Callable[[_Quadrature, int], tuple[Array, Array]]] = {
     "pathwise": _pathwise,
+    "pathwise-delta": _pathwise_delta,
     "score": _score,
     "score-loo": _score_loo,
     "score-delta": _score_delta,

@@ -301,7 +301,7 @@ class GaussianQuadratic(GaussianProblem):
                 "mu": (8 * a2 + 10 * s2 + (8 * a2 + 2 * s2) / (K - 1)) / K,
                 "sigma": (40 * a2 + 56 * s2 + (8 * a2 + 8 * s2) / (K - 1)) / K,
             }
-        if estimator == "score-delta":  # f is quadratic, so h = f exactly
+        if estimator in ("score-delta", "pathwise-delta"):  # f is quadratic, so h = f exactly
             return {"mu": 0.0, "sigma": 0.0}
         if estimator == "measure-valued":
             return {"mu": (16 / math.pi - 4) * a2 / K, "sigma": (4 * a2 + 4 * s2) / K}
