@@ -51,9 +51,9 @@ def cartpole_step(policy: nn.Module, envs: list, seed: int) -> tuple[torch.Tenso
         names.append(f"a{len(names)}")
         action = graph.sample(
             names[-1],
-            Categorical(logits=policy(torch.as_tensor(observations))),
+            Categorical(logits=policy(torch.tensor(observations))),  # a copy: numpy changes
             sg.ScoreFunction(baseline="loo"),
-            mask=torch.as_tensor(alive),  # finished episodes take no part
+            mask=torch.tensor(alive),  # finished episodes take no part
         )
         rewards = np.zeros(len(envs), dtype=np.float32)
         for i in np.flatnonzero(alive):  # the environment is outside torch: numpy actions
@@ -62,7 +62,7 @@ def cartpole_step(policy: nn.Module, envs: list, seed: int) -> tuple[torch.Tenso
         # r_t left torch, so declare what it depends on: a_0 .. a_t (causality)
         graph.cost(-torch.as_tensor(rewards), depends_on=list(names))
         total += rewards.sum()
-    return graph.surrogate(reduction="sum") / len(envs), total / len(envs)
+    return graph.surrogate(reduction="sum"), total / len(envs)  # value: minus the mean return
 
 
 # --8<-- [end:cartpole]
@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a few steps: checks that it runs")
     args = parser.parse_args()
     train_bandit(args.data_dir, steps=20 if args.smoke else 1000, smoke=args.smoke)
-    train_cartpole(steps=2 if args.smoke else 60, episodes=4 if args.smoke else 16)
+    train_cartpole(steps=2 if args.smoke else 50, episodes=4 if args.smoke else 16)
 
 
 if __name__ == "__main__":
