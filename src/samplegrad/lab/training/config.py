@@ -6,8 +6,9 @@ command-line help (``samplegrad train ...`` builds its options from the fields, 
 written twice) and the rule its value follows (an int bound, a positive or a finite number, a
 set of choices), which :func:`check_fields` applies when a config is made. :class:`RunConfig`
 holds the fields every run has (seed, data, device, output folder, resume, progress bar) and
-checks them; a config may also name the fields a resumed run must repeat
-(:attr:`RunConfig.MUST_MATCH_ON_RESUME`).
+checks them, and names the fields a resumed run must repeat
+(:attr:`RunConfig.MUST_MATCH_ON_RESUME`); :class:`EpochConfig` adds those of a run in epochs
+over MNIST. Every check here is made before any data is read.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, ClassVar
 import torch
 
 __all__ = [
+    "HELD_OUT_SIZES",
     "MNIST_TRAINING_IMAGES",
     "EpochConfig",
     "RunConfig",
@@ -37,6 +39,10 @@ MNIST_TRAINING_IMAGES = 60_000
 """The training images of the MNIST files, of which ``validation_size`` are held out: the bound
 a config checks before any data is read (a smaller folder, such as the tests' fake MNIST, is
 checked when it is loaded)."""
+
+
+HELD_OUT_SIZES: dict[str, Any] = {"minimum": 0, "maximum": MNIST_TRAINING_IMAGES - 1}
+"""The rule of a ``validation_size`` field (:func:`option`): at least one training image left."""
 
 
 class TrainError(ValueError):
@@ -147,7 +153,6 @@ _STEPS_HELP = (
     "train for N optimiser steps instead of whole epochs; a metrics row is written at every "
     "epoch boundary and for the final, partial epoch"
 )
-_VALIDATION_SIZES: dict[str, Any] = {"minimum": 0, "maximum": MNIST_TRAINING_IMAGES - 1}
 _VALIDATION_HELP = "training images held out for validation; 0 for none (train on all 60000)"
 _SEED_HELP = "seeds every random stream: the same seed gives the same run on the CPU"
 _DATA_HELP = (
@@ -214,7 +219,7 @@ class EpochConfig(RunConfig):
     steps: int | None = option(None, _STEPS_HELP, metavar="N", minimum=1, exclusive="length")
     batch_size: int = option(128, "images per step", metavar="B", minimum=1)
     lr: float = option(1e-3, "Adam learning rate", metavar="LR", positive=True)
-    validation_size: int = option(10_000, _VALIDATION_HELP, metavar="N", **_VALIDATION_SIZES)
+    validation_size: int = option(10_000, _VALIDATION_HELP, metavar="N", **HELD_OUT_SIZES)
     eval_batch_size: int = option(1000, "images per batch when evaluating", metavar="B", minimum=1)
 
     def steps_per_epoch(self, num_train: int) -> int:

@@ -50,6 +50,7 @@ from torch import Tensor
 from samplegrad.lab.rl.reinforce import BaselineKind
 from samplegrad.lab.rl.tasks import BanditTask, CartPoleTask, Task
 from samplegrad.lab.training.config import (
+    HELD_OUT_SIZES,
     MNIST_TRAINING_IMAGES,
     RunConfig,
     TrainError,
@@ -174,7 +175,7 @@ class PolicyConfig(RunConfig):
     batch_size: int | None = option(None, _HELP["batch_size"], metavar="B", minimum=1)
     hidden: int | None = option(None, _HELP["hidden"], metavar="H", minimum=1)
     lr: float | None = option(None, _HELP["lr"], metavar="LR", positive=True)
-    validation_size: int = option(10_000, _HELP["validation_size"], metavar="N", minimum=0)
+    validation_size: int = option(10_000, _HELP["validation_size"], metavar="N", **HELD_OUT_SIZES)
     out: str = option("policy-out", "output folder, created if missing", metavar="DIR")
     eval_episodes: int | None = option(None, _HELP["eval_episodes"], metavar="N", minimum=1)
     eval_every: int | None = option(None, _HELP["eval_every"], metavar="N", minimum=1)

@@ -194,8 +194,8 @@ _NUM_SAMPLES_HELP = "latent samples per image and step; even for arm and disarm"
 _SEEDS_HELP = (
     "train N independent replicas with the seeds S, S+1, ..., S+N-1 together, one batched step "
     "for all; metrics.json then lists every per-run number per seed and metrics.csv has a row "
-    "per epoch and seed. Not for the estimators with state of their own (score-ma, rebar, "
-    "relax, ...)"
+    "per epoch and seed. Not for an estimator with state of its own, which the replicas would "
+    "share"
 )
 _BINARIZE_HELP = "how grey levels become pixels; dynamic resamples them each time an image is drawn"
 _IWAE_HELP = "importance samples per test image for the IWAE bound"
@@ -340,12 +340,9 @@ def _estimator(config: TrainConfig, model: nn.Module) -> Estimator:
     does not take ``num_samples``."""
     try:
         estimator = make_estimator(config.estimator, model, num_samples=config.num_samples)
+        estimator.check_num_samples(config.num_samples)
     except (TypeError, ValueError) as error:
         raise TrainError(str(error)) from None
-    try:
-        estimator.check_num_samples(config.num_samples)
-    except ValueError as error:
-        raise TrainError(f"{error}; give another --num-samples (num_samples)") from None
     return estimator
 
 
