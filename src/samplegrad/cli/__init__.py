@@ -24,6 +24,7 @@ import argparse
 import importlib.util
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import samplegrad
 
@@ -43,12 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             _lab_missing(missing[0])
         return _run(argv)
     except ModuleNotFoundError as error:
-        if (error.name or "").partition(".")[0] not in LAB_MODULES:
+        module = (error.name or "").partition(".")[0]
+        if module not in LAB_MODULES:
             raise
-        _lab_missing(error.name.partition(".")[0])
+        _lab_missing(module)
 
 
-def _lab_missing(module: str) -> None:
+def _lab_missing(module: str) -> NoReturn:
     print(
         f"samplegrad: error: the command line needs the lab extra ({LAB_MODULES[module]} is "
         f"not installed): {LAB_INSTALL}",

@@ -221,7 +221,7 @@ def _save(trainer: Trainer) -> None:
     save_checkpoint(trainer.config, trainer.checkpoint_format, saved)
 
 
-def show_progress(requested: bool) -> bool:
+def _show_progress(requested: bool) -> bool:
     """Whether to draw a progress bar: when ``requested`` and stderr is a terminal."""
     return requested and sys.stderr.isatty()
 
@@ -236,7 +236,7 @@ def _run(trainer: Trainer, stop: Stop, on_step: OnStep | None) -> None:
     state, config = trainer.state, trainer.config
     main, device = distributed.is_main(), torch.device(config.device)
     together = distributed.world_size() > 1
-    show = show_progress(config.progress) and main
+    show = _show_progress(config.progress) and main
     total = trainer.total_steps
     with tqdm(total=total, initial=min(state.step, total), disable=not show, unit="step") as bar:
         while not trainer.finished() and stop.signum is None:

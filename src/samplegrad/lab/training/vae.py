@@ -285,7 +285,7 @@ def _check_replicable(config: TrainConfig) -> None:
     if resolved == catalog.AUTO:
         resolved = catalog.auto(prior, config.num_samples)
     instead = [name for name in names if replicable(name)]
-    fewest = [n for n in range(1, 9) if replicable(catalog.auto(prior, n))]
+    fewest = [n for n in range(1, 9) if replicable(catalog.auto(prior, n))]  # auto's choice
     if fewest:
         instead.append(f"auto with --num-samples >= {fewest[0]}")
     check_replicable(config.estimator, resolved, config.seeds, instead)
@@ -294,7 +294,8 @@ def _check_replicable(config: TrainConfig) -> None:
 def _images(
     data: MNIST, batch_size: int, generator: Generator, *, shuffle: bool
 ) -> Iterator[Tensor]:
-    """The images of ``data.batches``; with :class:`ReplicaGenerators`, each replica's batch
+    """The images of ``data.batches``; with
+    :class:`~samplegrad.generators.ReplicaGenerators`, each replica's batch
     (shuffled and binarized by its own generator) stacked into ``(R, B, D)``.
 
     The replicas' iterators advance in turn, so each generator draws a batch and then the
@@ -416,7 +417,7 @@ def training_step(
     nothing back to the host, so a loop of steps runs ahead of an asynchronous device.
 
     With ``compile=True`` the loss (forward and, through AOTAutograd, backward) and the
-    optimiser step are each compiled (:func:`samplegrad.lab.training.steps.compiled`). The
+    optimiser step are each compiled (:func:`samplegrad.lab.training.loop.compiled`). The
     first calls compile (tens of seconds).
 
     Under ``torchrun`` (module docstring, "Many processes") ``x`` is the global batch: each
