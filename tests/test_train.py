@@ -8,6 +8,7 @@ Every run trains on a tiny fake MNIST written into ``tmp_path`` (64 training ima
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -20,8 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from samplegrad import cli
 from samplegrad.cli import main
+from samplegrad.cli.train import vae as cli_vae
 from samplegrad.lab.training import vae as train_module
 from samplegrad.lab.training.vae import (
     CHECKPOINT,
@@ -187,7 +188,10 @@ def test_cli_reports_an_interruption_and_how_to_resume(
     def interrupt(step: int, elbo: float) -> None:
         signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(cli, "fit", lambda cfg: train_module.fit(cfg, on_step=interrupt))
+    command = dataclasses.replace(
+        cli_vae.COMMAND, fit=lambda cfg: train_module.fit(cfg, on_step=interrupt)
+    )
+    monkeypatch.setattr(cli_vae, "COMMAND", command)
     out = tmp_path / "run"
     args = ["train", "vae", "--latent", "gaussian", "--data-dir", str(data_dir), "--out", str(out)]
     assert main([*args, "--batch-size", "16", "--validation-size", "16"]) == 128 + signal.SIGINT
