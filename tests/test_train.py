@@ -99,6 +99,7 @@ def assert_same_run(a: Path, b: Path) -> None:
         ("bernoulli", "linear", "disarm", 2),
         ("bernoulli", "linear", "score-loo", 2),
         ("categorical", "default", "gumbel", 1),
+        ("gaussian", "default", "stl", 2),
     ],
 )
 def test_run_writes_metrics_checkpoint_and_plots(
@@ -154,6 +155,39 @@ def test_resume_at_an_epoch_boundary_matches_an_uninterrupted_run(
     assert_same_run(tmp_path / "straight", tmp_path / "resumed")
     assert result["steps"] == 2 * STEPS_PER_EPOCH
     assert len(read_csv(tmp_path / "resumed")) == 2
+
+
+@pytest.mark.parametrize(
+    ("latent", "estimator"),
+    [("gaussian", "dreg"), ("gaussian", "pathwise"), ("bernoulli", "vimco")],
+)
+def test_iwae_objective_trains_and_resumes_exactly(
+    data_dir: Path, tmp_path: Path, latent: str, estimator: str
+) -> None:
+    options = {"latent": latent, "objective": "iwae", "estimator": estimator, "num_samples": 3}
+    result = fit(config(data_dir, tmp_path / "straight", epochs=2, **options))
+    assert (result["objective"], result["estimator"]) == ("iwae", estimator)
+    assert math.isfinite(result["train_elbo"]) and result["test_iwae"] >= result["test_elbo"] - 50
+    fit(config(data_dir, tmp_path / "resumed", epochs=1, **options))
+    fit(config(data_dir, tmp_path / "resumed", epochs=2, resume=True, **options))
+    assert_same_run(tmp_path / "straight", tmp_path / "resumed")
+    with pytest.raises(TrainError, match="objective='iwae' in the checkpoint, 'elbo' now"):
+        fit(config(data_dir, tmp_path / "resumed", epochs=3, resume=True, latent=latent))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"latent": "gaussian", "estimator": "dreg"}, "--objective elbo.*pathwise, stl"),
+        ({"latent": "bernoulli", "objective": "iwae", "estimator": "disarm"}, "choose from vimco"),
+        ({"latent": "gaussian", "objective": "iwae", "estimator": "vimco"}, "pathwise, dreg, stl"),
+    ],
+)
+def test_an_estimator_the_objective_does_not_take_is_refused(
+    data_dir: Path, tmp_path: Path, options: dict, message: str
+) -> None:
+    with pytest.raises(TrainError, match=message):
+        config(data_dir, tmp_path / "run", **options)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

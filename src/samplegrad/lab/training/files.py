@@ -94,7 +94,8 @@ def read_for_resume(config: RunConfig, checkpoint_format: int) -> dict[str, Any]
             f"(checkpoint format {payload.get('format')!r}, this one reads "
             f"{checkpoint_format}); start a new run with another --out"
         )
-    saved = payload.get("config", {})
+    # A field newer than the checkpoint is missing from it: that run had the field's default.
+    saved = {**_defaults(config), **payload.get("config", {})}
     differences = [
         f"{name}={saved.get(name)!r} in the checkpoint, {getattr(config, name)!r} now"
         for name in config.MUST_MATCH_ON_RESUME
@@ -107,3 +108,12 @@ def read_for_resume(config: RunConfig, checkpoint_format: int) -> dict[str, Any]
             + ". Give the same options as the run that wrote it, or choose another --out"
         )
     return payload
+
+
+def _defaults(config: RunConfig) -> dict[str, Any]:
+    """The default of every field of ``config``'s class that has one."""
+    return {
+        field.name: field.default
+        for field in dataclasses.fields(config)
+        if field.default is not dataclasses.MISSING
+    }

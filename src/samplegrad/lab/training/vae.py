@@ -164,10 +164,20 @@ ARCHS: dict[str, dict[str, Callable[[], nn.Module]]] = {
 SUMMARY_KEYS = (
     *("train_elbo", "valid_elbo", "test_elbo", "test_iwae", "iwae_k"),
     *("epochs", "steps", "epoch_seconds"),
-    *("latent", "arch", "estimator", "num_samples", "batch_size", "lr", "seed", "seeds"),
-    *("binarize", "device", "torch"),
+    *("latent", "arch", "objective", "estimator", "num_samples", "batch_size", "lr", "seed"),
+    *("seeds", "binarize", "device", "torch"),
 )
 """The keys of ``metrics.json``, which :func:`fit` also returns."""
+
+OBJECTIVES = ("elbo", "iwae")
+"""The training objectives: the ELBO, or the importance-weighted bound."""
+
+GAUSSIAN_ELBO_ESTIMATORS = ("pathwise", "stl")
+"""The Gaussian VAE's ELBO estimators: its sampling layer (analytic KL), or sticking the
+landing with the KL inside the cost."""
+
+BOUND_ESTIMATORS = {"gaussian": ("pathwise", "dreg", "stl"), "discrete": ("vimco",)}
+"""Per latent kind, the ``sg.iwae_bound`` estimators for ``objective="iwae"``, default first."""
 
 PER_RUN = ("train_elbo", "valid_elbo", "test_elbo", "test_iwae")
 """The numbers of ``metrics.json`` that are a list, one per seed, for ``seeds > 1``."""
@@ -187,10 +197,19 @@ _ARCH_HELP = (
     + ". gaussian 'default' is 784-400-20; '2d' has a 2-D latent and plots its latent map"
 )
 _ESTIMATOR_HELP = (
-    "gradient estimator for the discrete latents (default: auto); the gaussian latent is "
-    "trained pathwise (its only choice)"
+    "gradient estimator. --objective elbo: for the discrete latents any that applies (default: "
+    "auto); for the gaussian latent pathwise (its sampling layer, analytic KL; the default) or "
+    "stl (sticking the landing, the KL inside the cost). --objective iwae: for the gaussian "
+    "latent pathwise (default), dreg or stl; for the discrete latents vimco"
 )
-_NUM_SAMPLES_HELP = "latent samples per image and step; even for arm and disarm"
+_OBJECTIVE_HELP = (
+    "the training objective: elbo, or iwae, the importance-weighted bound with K = "
+    "--num-samples importance samples per image (Burda et al. 2016)"
+)
+_NUM_SAMPLES_HELP = (
+    "latent samples per image and step (the bound's K for --objective iwae); even for arm and "
+    "disarm"
+)
 _SEEDS_HELP = (
     "train N independent replicas with the seeds S, S+1, ..., S+N-1 together, one batched step "
     "for all; metrics.json then lists every per-run number per seed and metrics.csv has a row "
@@ -213,10 +232,14 @@ class TrainConfig(EpochConfig):
     Attributes:
         latent: ``"gaussian"``, ``"bernoulli"`` or ``"categorical"``.
         arch: an architecture of :data:`ARCHS` for the latent; ``None``: the first listed.
-        estimator: a :func:`samplegrad.lab.models.make_estimator` name for the discrete latents
-            (``None``: ``"auto"``); the Gaussian VAE is trained pathwise by its sampling
-            layer, so only ``None`` or ``"pathwise"``.
-        num_samples: latent samples per image and step (even for ``"arm"``/``"disarm"``).
+        objective: ``"elbo"`` or ``"iwae"``, the importance-weighted bound with
+            ``K = num_samples`` (:meth:`samplegrad.lab.models.GaussianVAE.bound_loss`).
+        estimator: for the ELBO, a :func:`samplegrad.lab.models.make_estimator` name for the
+            discrete latents (``None``: ``"auto"``), and for the Gaussian latent
+            ``"pathwise"`` (its sampling layer with the analytic KL; ``None``) or ``"stl"``;
+            for the IWAE bound, an ``sg.iwae_bound`` estimator (:data:`BOUND_ESTIMATORS`).
+        num_samples: latent samples per image and step (even for ``"arm"``/``"disarm"``); the
+            bound's ``K`` for ``objective="iwae"``.
         seeds: independent replicas trained together, with the seeds ``seed, seed + 1, ...``
             (module docstring); 1 is a plain run.
         binarize: ``"dynamic"``, ``"threshold"`` or ``"none"``.
@@ -226,12 +249,13 @@ class TrainConfig(EpochConfig):
     """
 
     MUST_MATCH_ON_RESUME: ClassVar[tuple[str, ...]] = (
-        *("latent", "arch", "estimator", "num_samples", "batch_size", "seed", "seeds"),
-        *("binarize", "validation_size", "device"),
+        *("latent", "arch", "objective", "estimator", "num_samples", "batch_size", "seed"),
+        *("seeds", "binarize", "validation_size", "device"),
     )
 
     latent: str = option(help="the latent variables' family", choices=tuple(ARCHS))
     arch: str | None = option(None, _ARCH_HELP, metavar="NAME")
+    objective: str = option("elbo", _OBJECTIVE_HELP, choices=OBJECTIVES)
     estimator: str | None = option(None, _ESTIMATOR_HELP, metavar="NAME")
     num_samples: int = option(1, _NUM_SAMPLES_HELP, metavar="K", minimum=1)
     seeds: int = option(1, _SEEDS_HELP, metavar="N", minimum=1)
@@ -248,7 +272,8 @@ class TrainConfig(EpochConfig):
                 f"arch {self.arch!r} is not one for the {self.latent} latent; choose from "
                 + ", ".join(archs)
             )
-        self.estimator = _default_estimator(self.latent, self.estimator)
+        check_field(self, "objective")
+        self.estimator = _default_estimator(self.latent, self.objective, self.estimator)
         super().__post_init__()
         _check_replicable(self)
 
@@ -257,25 +282,36 @@ class TrainConfig(EpochConfig):
         return list(range(self.seed, self.seed + self.seeds))
 
 
-def _default_estimator(latent: str, estimator: str | None) -> str:
-    """``estimator`` with ``None`` resolved; the Gaussian VAE accepts only ``"pathwise"``."""
-    if latent != "gaussian":
+def _default_estimator(latent: str, objective: str, estimator: str | None) -> str:
+    """``estimator`` with ``None`` resolved; :class:`TrainError` for one that the objective
+    and latent do not take (the discrete latents' ELBO names are checked by the model)."""
+    kind = "gaussian" if latent == "gaussian" else "discrete"
+    allowed = BOUND_ESTIMATORS[kind] if objective == "iwae" else GAUSSIAN_ELBO_ESTIMATORS
+    if kind == "discrete" and objective == "elbo":
         return catalog.AUTO if estimator is None else estimator
-    if estimator not in (None, "pathwise"):
+    if estimator is None:
+        return allowed[0]
+    if estimator not in allowed:
+        why = {
+            ("gaussian", "elbo"): "the Gaussian VAE is trained pathwise, by its sampling layer or "
+            "with stl (the others are for --latent bernoulli and categorical)",
+            ("gaussian", "iwae"): "the bound of a reparameterizable latent is trained pathwise",
+            ("discrete", "iwae"): "the bound of a discrete latent takes the multi-sample score "
+            "function",
+        }[kind, objective]
         raise TrainError(
-            f"estimator {estimator!r} does not apply to the gaussian latent: the Gaussian VAE "
-            "is trained pathwise by its sampling layer, so give 'pathwise' or no estimator "
-            "(the other estimators are for --latent bernoulli and categorical)"
+            f"estimator {estimator!r} does not apply to --objective {objective} with the "
+            f"{latent} latent: {why}; choose from {', '.join(allowed)}"
         )
-    return "pathwise"
+    return estimator
 
 
 def _check_replicable(config: TrainConfig) -> None:
     """For ``seeds > 1``: :class:`TrainError` unless the estimator (``"auto"`` resolved by
     :func:`samplegrad.estimators.catalog.auto` for the latent) keeps no state the replicas
     would share. A name that does not apply is left to :func:`build_model` to refuse."""
-    if config.seeds == 1 or config.latent == "gaussian":
-        return
+    if config.seeds == 1 or config.latent == "gaussian" or config.objective == "iwae":
+        return  # the Gaussian latent's and the bound's estimators keep no state
     with torch.random.fork_rng(devices=[]):
         model = ARCHS[config.latent][config.arch]()
     prior, names = model.prior(), applicable_estimators(model)
@@ -329,18 +365,25 @@ def _build_one(config: TrainConfig, seed: int) -> tuple[nn.Module, Estimator | N
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(stream_seed(seed, _INIT))
         model = ARCHS[config.latent][config.arch]()
-        estimator = None if config.latent == "gaussian" else _estimator(config, model)
+        estimator = _estimator(config, model)
     model.to(config.device)
     if estimator is not None:
         estimator.to(config.device)
     return model, estimator
 
 
-def _estimator(config: TrainConfig, model: nn.Module) -> Estimator:
-    """The estimator of ``config`` for ``model``; :class:`TrainError` if it does not apply or
-    does not take ``num_samples``."""
+def _estimator(config: TrainConfig, model: nn.Module) -> Estimator | None:
+    """The ``sg.expectation`` estimator of ``config`` for ``model``'s ELBO: ``None`` where the
+    model needs none (the Gaussian VAE's sampling layer, and the IWAE bound, whose estimator is
+    a name for ``sg.iwae_bound``); :class:`TrainError` if it does not apply or does not take
+    ``num_samples``."""
+    if config.objective == "iwae" or (config.latent, config.estimator) == ("gaussian", "pathwise"):
+        return None
     try:
-        estimator = make_estimator(config.estimator, model, num_samples=config.num_samples)
+        if config.latent == "gaussian":
+            estimator = catalog.entry(config.estimator).build()
+        else:
+            estimator = make_estimator(config.estimator, model, num_samples=config.num_samples)
         estimator.check_num_samples(config.num_samples)
     except (TypeError, ValueError) as error:
         raise TrainError(str(error)) from None
@@ -379,25 +422,34 @@ def _loss(
     x: Tensor,
     num_samples: int,
     generator: Generator,
+    bound: str | None = None,
 ) -> LossOutput:
-    """``model.loss`` for either kind of model: the Gaussian VAE takes no estimator."""
+    """The training loss: with ``bound`` (an ``sg.iwae_bound`` estimator) the negative IWAE
+    bound; else the negative ELBO, by the Gaussian VAE's sampling layer (no estimator) or by
+    ``estimator`` with the KL inside the cost."""
+    if bound is not None:
+        return model.bound_loss(x, bound, num_samples, generator)
     if estimator is None:
         return model.loss(x, num_samples, generator)
-    return model.loss(x, estimator, num_samples, generator)
+    return model.monte_carlo_loss(x, estimator, num_samples, generator)
 
 
 class _Objective(nn.Module):
     """The model and its estimator as one module whose ``forward`` is the training loss: the
     module that ``DistributedDataParallel`` wraps, so that the gradients of both are averaged
-    over the processes."""
+    over the processes. ``bound`` names the ``sg.iwae_bound`` estimator of the IWAE
+    objective (``None``: the ELBO)."""
 
-    def __init__(self, model: nn.Module, estimator: Estimator | None) -> None:
+    def __init__(
+        self, model: nn.Module, estimator: Estimator | None, bound: str | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.estimator = estimator
+        self.bound = bound
 
     def forward(self, x: Tensor, num_samples: int, generator: torch.Generator) -> LossOutput:
-        return _loss(self.model, self.estimator, x, num_samples, generator)
+        return _loss(self.model, self.estimator, x, num_samples, generator, self.bound)
 
 
 def training_step(
@@ -449,6 +501,11 @@ def training_step(
         return output.elbo
 
     return step
+
+
+def _bound_estimator(config: TrainConfig) -> str | None:
+    """The ``sg.iwae_bound`` estimator of an IWAE run, ``None`` for the ELBO."""
+    return config.estimator if config.objective == "iwae" else None
 
 
 def _check_processes(config: TrainConfig, num_train: int) -> None:
@@ -533,7 +590,7 @@ class VAETrainer(Trainer):
             generator=self.sampling,
             compile=config.compile,
             objective=distributed.data_parallel(
-                _Objective(self.model, self.estimator), self.device
+                _Objective(self.model, self.estimator, _bound_estimator(config)), self.device
             ),
             replicas=config.seeds,
         )
@@ -659,7 +716,10 @@ class VAETrainer(Trainer):
             "test_elbo": test_elbo,
             "test_iwae": test_iwae,
         }
-        settings = ("latent", "arch", "estimator", "num_samples", "batch_size", "lr", "seed")
+        settings = (
+            *("latent", "arch", "objective", "estimator", "num_samples", "batch_size", "lr"),
+            "seed",
+        )
         return {
             **(per_run if config.seeds > 1 else _first(per_run, PER_RUN)),
             "iwae_k": config.iwae_k,
