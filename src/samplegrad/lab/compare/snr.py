@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 
 import samplegrad as sg
@@ -131,3 +131,35 @@ def snr_curves(
             for group, estimates in gradients(estimator, k).items():
                 snr.setdefault((estimator, group), []).append(signal_to_noise(estimates))
     return [Curve(estimator, group, list(ks), values) for (estimator, group), values in snr.items()]
+
+
+def vae_gradients(
+    model: nn.Module,
+    x: Tensor,
+    estimator: str,
+    num_samples: int,
+    repeats: int,
+    generator: torch.Generator,
+) -> dict[str, Tensor]:
+    """``repeats`` gradient estimates of a VAE's mean IWAE bound on the images ``x`` (``K =
+    num_samples``, :meth:`samplegrad.lab.models.GaussianVAE.bound_loss`), per group: the
+    decoder's parameters (those under ``decoder``) and the encoder's (all others), each
+    ``(repeats, parameters)``. One backward pass per repeat: the network's parameters cannot be
+    repeated as a batch the way the Gaussian model's are."""
+    groups: dict[str, list[Tensor]] = {ENCODER: [], DECODER: []}
+    named = list(model.named_parameters())
+    for _ in range(repeats):
+        model.zero_grad(set_to_none=True)
+        model.bound_loss(x, estimator, num_samples, generator).loss.backward()
+        for group in groups:
+            groups[group].append(
+                torch.cat(
+                    [
+                        p.grad.flatten()
+                        for name, p in named
+                        if (name.split(".")[0] == "decoder") == (group == DECODER)
+                    ]
+                )
+            )
+    model.zero_grad(set_to_none=True)
+    return {group: torch.stack(rows) for group, rows in groups.items()}
