@@ -44,7 +44,9 @@ def neighbours(indices: Tensor, num_classes: int) -> Tensor:
     points = indices.expand(num_variables, num_classes - 1, *indices.shape).clone()
     variable = torch.arange(num_variables, device=indices.device)
     shifts = torch.arange(1, num_classes, device=indices.device)
-    shifted = indices.movedim(-1, 0).unsqueeze(1) + shifts.reshape(1, -1, *[1] * (indices.dim() - 1))
+    shifted = indices.movedim(-1, 0).unsqueeze(1) + shifts.reshape(
+        1, -1, *[1] * (indices.dim() - 1)
+    )
     points[variable[:, None], torch.arange(num_classes - 1)[None, :], ..., variable[:, None]] = (
         shifted % num_classes
     )
