@@ -539,7 +539,9 @@ class BernoulliToy(BatchedProblem):
       ``g = mean_s 2 (b_s - t) theta (1 - theta)``, so ``Var = 4 theta^3 (1 - theta)^3 / K``
       (``Var b = theta (1 - theta)``); biased, mean ``2 (theta - t) theta (1 - theta)``.
     - enumerate: exact, variance 0; so is the delta-method control variate (``f`` is quadratic
-      in ``b``, so its Taylor expansion around ``theta`` is ``f`` itself).
+      in ``b``, so its Taylor expansion around ``theta`` is ``f`` itself), IndeCateR (its exact
+      sum over the classes of the one variable) and the unordered set (``K >= 2`` points
+      without replacement are the whole support).
     - REBAR, RELAX: unbiased, variance not known in closed form (and it changes as the control
       trains; compare measures the initial control).
     - Gumbel-softmax: biased, variance not known in closed form.
@@ -588,8 +590,8 @@ class BernoulliToy(BatchedProblem):
             return {"phi": self._antithetic_pair_variance(estimator) / (K // 2)}
         if estimator == "straight-through":
             return {"phi": 4 * theta**3 * (1 - theta) ** 3 / K}
-        if estimator in ("enumerate", "score-delta"):  # f is quadratic in b: h = f exactly
-            return {"phi": 0.0}
+        if estimator in ("enumerate", "score-delta", "indecater", "unordered-set"):
+            return {"phi": 0.0}  # the last three: h = f (quadratic); sums over the support
         return None
 
     def _antithetic_pair_variance(self, estimator: str) -> float:
