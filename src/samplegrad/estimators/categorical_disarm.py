@@ -24,7 +24,9 @@ succeeded at ``j``, and the weight is (the paper's importance-weighted estimator
 
     w = prod_{i < j} (1 - sigma_i)^2 / (1 - 2 sigma_i) * (1 - sigma_j)
 
-For ``K = 2`` this is binary DisARM, ``w = sigmoid(|logit|)``.
+For ``K = 2`` this is binary DisARM (:mod:`samplegrad.estimators.antithetic`): the same law of
+the pair and the same weight ``w = sigmoid(|logit|)``, so a Bernoulli, the two-class case, gets
+``"disarm"``'s estimator.
 
 **Products.** For ``Independent`` products every variable ``d`` is coupled this way with its own
 noise, and ``g_d = 1/2 w_d (f(z) - f(z~)) (s_d(z_d) - s_d(z~_d))`` is unbiased for the
@@ -35,18 +37,18 @@ parameters of variable ``d``: the other variables of ``z`` and ``z~`` are indepe
 ``f`` is called once on the samples ``z`` followed by their partners ``z~``. The value is the
 mean of ``f`` over all of them, parameters inside ``f`` receive the mean of ``grad f``, and the
 distribution's parameters the average of ``g`` over the pairs, attached as
-``stop(g-weight) (log q_d(z_d) - log q_d(z~_d))``. Categorical and OneHotCategorical (and
-``Independent`` of them); for Bernoulli variables use ``"disarm"``, the same estimator.
+``stop(g-weight) (log q_d(z_d) - log q_d(z~_d))``. Categorical and OneHotCategorical, and
+Bernoulli as two classes (and ``Independent`` of them).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.distributions import Categorical, Distribution, OneHotCategorical
+from torch.distributions import Distribution
 from torch.nn import functional as F
 
-from samplegrad._internal.families import base_distribution
+from samplegrad._internal.families import is_discrete_choice
 from samplegrad._internal.sampling import open_uniform
 from samplegrad.estimators._categories import categories
 from samplegrad.estimators.base import Cost, Estimator
@@ -80,8 +82,9 @@ def importance_weight(sigma: Tensor, first: Tensor) -> Tensor:
 @register
 class CategoricalDisARM(Estimator):
     """Categorical DisARM (Dong, Mnih & Tucker 2021): antithetic stick-breaking pairs,
-    importance-weighted; unbiased. Categorical and OneHotCategorical (and ``Independent``);
-    ``num_samples`` counts evaluations of ``f``, even."""
+    importance-weighted; unbiased. Categorical, OneHotCategorical, and Bernoulli as two classes
+    (binary DisARM), and ``Independent`` products of them; ``num_samples`` counts evaluations of
+    ``f``, even."""
 
     name = "categorical-disarm"
     unbiased = True
@@ -89,7 +92,7 @@ class CategoricalDisARM(Estimator):
 
     @classmethod
     def supports(cls, dist: Distribution) -> bool:
-        return isinstance(base_distribution(dist), Categorical | OneHotCategorical)
+        return is_discrete_choice(dist)
 
     def check_num_samples(self, num_samples: object) -> int:
         num_samples = super().check_num_samples(num_samples)

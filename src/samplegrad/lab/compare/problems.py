@@ -424,10 +424,11 @@ class Bernoulli3D(BatchedProblem):
         """By enumeration: :mod:`~samplegrad.lab.compare.exact_bernoulli`'s estimators, and as
         two-class categoricals (``theta = (0, phi)``, whose class-1 logit is ``phi``)
         :mod:`~samplegrad.lab.compare.exact_categorical`'s (IndeCateR, ReinMax, the
-        unordered set, straight-through)."""
+        unordered set); categorical DisARM's two-class case is DisARM."""
         if estimator == "score-delta":  # f is quadratic in b: its Taylor expansion is exact
             return dict.fromkeys(self.parameter_values(), 0.0)
-        variance = bernoulli_exact_variance(self._cost_numpy, self.logits, estimator, num_samples)
+        binary = "disarm" if estimator == "categorical-disarm" else estimator  # two classes
+        variance = bernoulli_exact_variance(self._cost_numpy, self.logits, binary, num_samples)
         if variance is None:
             two_class = exact_categorical.exact_variance(
                 self._cost_numpy,
@@ -534,7 +535,8 @@ class BernoulliToy(BatchedProblem):
       ``E g^2 = d^2 (2/3) (1/8 - (1/2 - m)^3)``; DisARM's is the constant ``d (1 - m) / 2`` with
       probability ``2m``, variance ``(d (1 - m) / 2)^2 2m (1 - 2m)``; both have mean
       ``d m (1 - m) = G``; divide by ``K / 2``. At ``phi = 0``, ``t = 0.499``, ``K = 2``: ARM
-      8.33e-8, DisARM exactly 0; at ``phi = -1``: 1.458e-7 and 1.328e-7.
+      8.33e-8, DisARM exactly 0; at ``phi = -1``: 1.458e-7 and 1.328e-7. Categorical DisARM's
+      two-class case is DisARM.
     - straight-through: ``z = b + theta - stop_gradient(theta)`` gives
       ``g = mean_s 2 (b_s - t) theta (1 - theta)``, so ``Var = 4 theta^3 (1 - theta)^3 / K``
       (``Var b = theta (1 - theta)``); biased, mean ``2 (theta - t) theta (1 - theta)``.
@@ -586,8 +588,9 @@ class BernoulliToy(BatchedProblem):
             return {"phi": (second_moment - gradient**2) / K}
         if estimator == "score-loo" and K >= 2:
             return {"phi": self._loo_second_moment(K) - gradient**2}
-        if estimator in ("arm", "disarm") and K % 2 == 0:
-            return {"phi": self._antithetic_pair_variance(estimator) / (K // 2)}
+        if estimator in ("arm", "disarm", "categorical-disarm") and K % 2 == 0:
+            pair = self._antithetic_pair_variance(estimator.removeprefix("categorical-"))
+            return {"phi": pair / (K // 2)}
         if estimator == "straight-through":
             return {"phi": 4 * theta**3 * (1 - theta) ** 3 / K}
         if estimator in ("enumerate", "score-delta", "indecater", "unordered-set"):
