@@ -127,12 +127,15 @@ def _problems_help() -> str:
         for name, problem in PROBLEMS.items()
         if problem.constants()
     ]
+    fixed = [
+        f"{name}: {problem.formula}"
+        for name, problem in PROBLEMS.items()
+        if not problem.constants()
+    ]
     return (
         "problems: "
-        + "; ".join(toys)
-        + f"; bernoulli-3d: {PROBLEMS['bernoulli-3d'].formula}; vae-encoder: "
-        + VAEEncoder.formula
-        + " (needs --checkpoint)"
+        + "; ".join([*toys, *fixed])
+        + f"; vae-encoder: {VAEEncoder.formula} (needs --checkpoint)"
     )
 
 
