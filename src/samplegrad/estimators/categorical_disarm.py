@@ -48,10 +48,9 @@ from torch import Tensor
 from torch.distributions import Distribution
 from torch.nn import functional as F
 
-from samplegrad._internal.families import is_discrete_choice
 from samplegrad._internal.sampling import open_uniform
 from samplegrad.estimators._categories import categories
-from samplegrad.estimators.base import Cost, Estimator
+from samplegrad.estimators.base import Cost, DiscreteChoiceEstimator
 from samplegrad.estimators.catalog import register
 
 
@@ -80,7 +79,7 @@ def importance_weight(sigma: Tensor, first: Tensor) -> Tensor:
 
 
 @register
-class CategoricalDisARM(Estimator):
+class CategoricalDisARM(DiscreteChoiceEstimator):
     """Categorical DisARM (Dong, Mnih & Tucker 2021): antithetic stick-breaking pairs,
     importance-weighted; unbiased. Categorical, OneHotCategorical, and Bernoulli as two classes
     (binary DisARM), and ``Independent`` products of them; ``num_samples`` counts evaluations of
@@ -89,19 +88,7 @@ class CategoricalDisARM(Estimator):
     name = "categorical-disarm"
     unbiased = True
     min_num_samples = 2
-
-    @classmethod
-    def supports(cls, dist: Distribution) -> bool:
-        return is_discrete_choice(dist)
-
-    def check_num_samples(self, num_samples: object) -> int:
-        num_samples = super().check_num_samples(num_samples)
-        if num_samples % 2:
-            raise ValueError(
-                f"num_samples must be even for estimator {self.name!r} (antithetic pairs: it "
-                f"counts evaluations of f), got {num_samples}"
-            )
-        return num_samples
+    even_num_samples = True
 
     def estimate(
         self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None

@@ -77,9 +77,9 @@ from torch.distributions import Bernoulli, Distribution
 from torch.nn import functional as F
 
 from samplegrad._internal import validation as _validation
-from samplegrad._internal.families import base_distribution, is_discrete_choice
+from samplegrad._internal.families import base_distribution
 from samplegrad._internal.sampling import open_uniform
-from samplegrad.estimators.base import Cost, Estimator
+from samplegrad.estimators.base import Cost, DiscreteChoiceEstimator
 from samplegrad.estimators.catalog import register
 from samplegrad.estimators.relaxed import hard_bernoulli, hard_one_hot
 
@@ -139,16 +139,12 @@ def _sum_event(values: Tensor, batch_shape: torch.Size) -> Tensor:
     return values.reshape(*batch_shape, -1).sum(-1)
 
 
-class RelaxedControlVariate(Estimator):
+class RelaxedControlVariate(DiscreteChoiceEstimator):
     """The estimator ``g`` of the module docstring, for a control given by a subclass.
 
     Subclasses implement :meth:`control_variate`, the control ``c`` as a function of the
     perturbed logits ``z``; their trainable parameters are trained to minimise the variance.
     """
-
-    @classmethod
-    def supports(cls, dist: Distribution) -> bool:
-        return is_discrete_choice(dist)
 
     def control_variate(
         self, cost: Cost, z: Tensor, *, binary: bool, batch_shape: torch.Size

@@ -34,10 +34,9 @@ from torch import Tensor
 from torch.distributions import Distribution
 from torch.nn import functional as F
 
-from samplegrad._internal.families import is_discrete_choice
 from samplegrad._internal.sampling import open_uniform
 from samplegrad.estimators._categories import categories
-from samplegrad.estimators.base import Cost, Estimator
+from samplegrad.estimators.base import Cost, DiscreteChoiceEstimator
 from samplegrad.estimators.catalog import register
 from samplegrad.estimators.relaxed import Tempered
 
@@ -57,7 +56,7 @@ def conditional_perturbations(
 
 
 @register
-class GumbelRao(Estimator, Tempered):
+class GumbelRao(DiscreteChoiceEstimator, Tempered):
     """Gumbel-Rao Monte Carlo (Paulus et al. 2021): straight-through Gumbel-softmax averaged
     over ``num_draws`` conditional Gumbel draws; biased like it, with lower variance. Bernoulli,
     Categorical, OneHotCategorical (and ``Independent`` of them).
@@ -79,10 +78,6 @@ class GumbelRao(Estimator, Tempered):
                 "draws are typical (Paulus et al. 2021)"
             )
         self.num_draws = num_draws
-
-    @classmethod
-    def supports(cls, dist: Distribution) -> bool:
-        return is_discrete_choice(dist)
 
     def estimate(
         self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None

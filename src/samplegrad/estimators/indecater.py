@@ -31,9 +31,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from samplegrad._internal.families import is_discrete_choice
 from samplegrad.estimators._categories import categories
-from samplegrad.estimators.base import Cost, Estimator
+from samplegrad.estimators.base import Cost, DiscreteChoiceEstimator
 from samplegrad.estimators.catalog import register
 
 
@@ -54,7 +53,7 @@ def neighbours(indices: Tensor, num_classes: int) -> Tensor:
 
 
 @register
-class IndeCateR(Estimator):
+class IndeCateR(DiscreteChoiceEstimator):
     """IndeCateR (De Smet et al. 2023): exact sums over each variable's classes, the others
     sampled; unbiased. Bernoulli, Categorical, OneHotCategorical (and ``Independent`` products
     of them); ``D K`` evaluations of ``f`` per sample (``1 + D (K - 1)`` distinct points) for
@@ -62,10 +61,6 @@ class IndeCateR(Estimator):
 
     name = "indecater"
     unbiased = True
-
-    @classmethod
-    def supports(cls, dist: Distribution) -> bool:
-        return is_discrete_choice(dist)
 
     def estimate(
         self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None

@@ -38,9 +38,8 @@ from torch import Tensor
 from torch.distributions import Distribution
 from torch.nn import functional as F
 
-from samplegrad._internal.families import is_discrete_choice
 from samplegrad.estimators._categories import categories
-from samplegrad.estimators.base import Cost, Estimator
+from samplegrad.estimators.base import Cost, DiscreteChoiceEstimator
 from samplegrad.estimators.catalog import register
 
 
@@ -55,7 +54,7 @@ def reinmax_stand_in(log_probs: Tensor, one_hot: Tensor, temperature: float) -> 
 
 
 @register
-class ReinMax(Estimator):
+class ReinMax(DiscreteChoiceEstimator):
     """ReinMax (Liu et al. 2023): second-order straight-through, biased; Bernoulli, Categorical,
     OneHotCategorical (and ``Independent`` of them). One evaluation of ``f`` per sample.
 
@@ -80,10 +79,6 @@ class ReinMax(Estimator):
                 "1.0, or sg.GumbelSoftmax for a low-temperature relaxation"
             )
         self.temperature = float(temperature)
-
-    @classmethod
-    def supports(cls, dist: Distribution) -> bool:
-        return is_discrete_choice(dist)
 
     def estimate(
         self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None

@@ -55,9 +55,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from samplegrad._internal.families import is_discrete_choice
 from samplegrad.estimators._categories import Categories, categories
-from samplegrad.estimators.base import Cost, Estimator, zero_with_gradient_of
+from samplegrad.estimators.base import Cost, DiscreteChoiceEstimator, zero_with_gradient_of
 from samplegrad.estimators.catalog import register
 from samplegrad.estimators.relaxed import gumbel_noise
 
@@ -146,7 +145,7 @@ def leave_out_ratios(log_probs: Tensor, whole_support: bool) -> tuple[Tensor, Te
 
 
 @register
-class UnorderedSet(Estimator):
+class UnorderedSet(DiscreteChoiceEstimator):
     """Unordered-set REINFORCE (Kool et al. 2020): ``k = num_samples`` points without
     replacement, weighted, with the built-in baseline; unbiased, and exact where the support has
     at most ``k`` points. Bernoulli, Categorical, OneHotCategorical (and ``Independent``
@@ -155,10 +154,6 @@ class UnorderedSet(Estimator):
     name = "unordered-set"
     unbiased = True
     min_num_samples = 2
-
-    @classmethod
-    def supports(cls, dist: Distribution) -> bool:
-        return is_discrete_choice(dist)
 
     def check_num_samples(self, num_samples: object) -> int:
         num_samples = super().check_num_samples(num_samples)

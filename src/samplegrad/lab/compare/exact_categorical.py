@@ -51,6 +51,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from samplegrad.lab.compare.exact_bernoulli import checked_costs
+
 Array = np.ndarray
 Cost = Callable[[Array], Array]
 
@@ -62,7 +64,7 @@ def exact_gradient(f: Cost, theta: Array) -> Array:
     """``d/dtheta_dk E[f(z)]``, shape ``(D, K)``."""
     pi = _softmax(_check(theta))
     z, q = _configurations(pi)
-    return np.einsum("n,ndk->dk", q * _costs(f, z), _scores(z, pi))
+    return np.einsum("n,ndk->dk", q * checked_costs(f, z, "class indices"), _scores(z, pi))
 
 
 def exact_mean(f: Cost, theta: Array, estimator: str, gradient: Cost | None = None) -> Array | None:
@@ -126,16 +128,6 @@ def _scores(z: Array, pi: Array) -> Array:
     return np.eye(pi.shape[1])[z] - pi
 
 
-def _costs(f: Cost, z: Array) -> Array:
-    costs = np.asarray(f(z), dtype=np.float64)
-    if costs.shape != z.shape[:1]:
-        raise ValueError(
-            f"f must map an (N, D) array of class indices to N costs, got shape {costs.shape} "
-            f"for input shape {z.shape}"
-        )
-    return costs
-
-
 def _per_sample(
     f: Cost, theta: Array, estimator: str, gradient: Cost | None
 ) -> tuple[Array, Array] | None:
@@ -144,7 +136,7 @@ def _per_sample(
     pi = _softmax(theta)
     z, q = _configurations(pi)
     if estimator == "score":
-        return q, _costs(f, z)[:, None, None] * _scores(z, pi)
+        return q, checked_costs(f, z, "class indices")[:, None, None] * _scores(z, pi)
     if estimator == "indecater":
         return q, _indecater_estimates(f, z, pi)
     if estimator not in ("straight-through", "reinmax") or gradient is None:
@@ -170,14 +162,14 @@ def _indecater_estimates(f: Cost, z: Array, pi: Array) -> Array:
     K = pi.shape[1]
     changed = np.repeat(z[:, None, None, :], D, 1).repeat(K, 2)  # (N, D, K, D)
     changed[:, np.arange(D), :, np.arange(D)] = np.arange(K)
-    costs = _costs(f, changed.reshape(-1, D)).reshape(N, D, K)
+    costs = checked_costs(f, changed.reshape(-1, D), "class indices").reshape(N, D, K)
     return pi * (costs - (pi * costs).sum(-1, keepdims=True))
 
 
 def _leave_one_out_variance(f: Cost, theta: Array, S: int) -> Array:
     pi = _softmax(theta)
     z, q = _configurations(pi)
-    costs, scores = _costs(f, z), _scores(z, pi)
+    costs, scores = checked_costs(f, z, "class indices"), _scores(z, pi)
     exact = np.einsum("n,ndk->dk", q * costs, scores)
     mean = q @ costs
     variance = q @ (costs - mean) ** 2
@@ -213,7 +205,7 @@ def disarm_pair_moments(f: Cost, theta: Array) -> tuple[Array, Array]:
     pi = _softmax(_check(theta))
     D = pi.shape[0]
     z, _ = _configurations(pi)
-    costs, scores = _costs(f, z), _scores(z, pi)
+    costs, scores = checked_costs(f, z, "class indices"), _scores(z, pi)
     laws = [coupled_pair_law(pi[d]) for d in range(D)]
     estimates, probabilities = [], []
     for i, j in itertools.product(range(len(z)), repeat=2):
@@ -272,7 +264,7 @@ def unordered_set_moments(f: Cost, theta: Array, k: int) -> tuple[Array, Array] 
     size = min(k, len(z))
     if math.comb(len(z), size) * math.factorial(size) > 2_000_000:
         return None
-    costs, scores = _costs(f, z), _scores(z, pi)
+    costs, scores = checked_costs(f, z, "class indices"), _scores(z, pi)
     estimates, probabilities = [], []
     for points in itertools.combinations(range(len(z)), size):
         outside = max(1.0 - q[list(points)].sum(), 0.0) if size < len(z) else 0.0
