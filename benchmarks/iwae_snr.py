@@ -192,7 +192,6 @@ def main() -> None:
             "per K"
         )
         lines += [f"## {title}", "", setting, "", *table(curves), ""]
-    lines += ["![SNR against K](iwae_snr.png)", ""]
     (args.out / "iwae_snr.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
