@@ -9,6 +9,9 @@
   ``<!-- samplegrad-help: train vae -->`` in a page becomes a code block holding the output of
   ``python -m samplegrad train vae --help``, run when the site is built: the CLI page cannot
   drift from the command.
+- **Every registered estimator class.** A line ``<!-- samplegrad-estimators -->`` becomes a
+  reference entry (``::: samplegrad.ReinMax``) for each class of the estimator catalog, in its
+  order: registering an estimator documents it.
 - **reST-flavoured docstrings.** The docstrings cite names the Sphinx way
   (``:func:`samplegrad.expectation```) and end a paragraph with ``::`` before a literal block.
   The roles become cross-references (left as code where the name has no page) and ``::``
@@ -32,6 +35,7 @@ _MATH = re.compile(
     re.DOTALL,
 )
 _HELP = re.compile(r"^<!-- samplegrad-help: (?P<args>[a-z ]*) -->$", re.MULTILINE)
+_ESTIMATORS = re.compile(r"^<!-- samplegrad-estimators -->$", re.MULTILINE)
 _ROLE = re.compile(r":(?:func|mod|class|meth|attr|data|exc|obj):<code>~?(?P<name>[\w.]+)</code>")
 _DOUBLE_COLON = re.compile(r"::</p>")
 
@@ -57,7 +61,16 @@ def command_help(args: str) -> str:
     return done.stdout.rstrip()
 
 
+def estimator_entries() -> str:
+    """A reference entry per estimator class of the catalog, in its order."""
+    from samplegrad.estimators import catalog
+
+    classes = dict.fromkeys(entry.cls.__name__ for entry in catalog.CATALOG.values())
+    return "\n\n".join(f"::: samplegrad.{name}" for name in classes)
+
+
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
+    markdown = _ESTIMATORS.sub(lambda _: estimator_entries(), markdown)
     return _HELP.sub(lambda m: f"```text\n{command_help(m['args'].strip())}\n```", markdown)
 
 

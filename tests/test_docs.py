@@ -12,21 +12,23 @@ import pytest
 
 import samplegrad
 import samplegrad.nn
+from samplegrad.estimators import catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 # `::: samplegrad.expectation`: a mkdocstrings entry (the name's full page of reference).
 _ENTRY = re.compile(r"^::: (?P<name>[\w.]+)\s*$", re.MULTILINE)
 # `--8<-- "examples/keras_vae.py:model"`: a page including (part of) a script.
+_ESTIMATORS = "<!-- samplegrad-estimators -->"
 _INCLUDE = re.compile(r'--8<-- "(?P<path>examples/[\w.]+\.py)(?::\w+)?"')
 
 
 def _entries() -> set[str]:
-    return {
-        match["name"]
-        for page in (DOCS / "reference").glob("*.md")
-        for match in _ENTRY.finditer(page.read_text())
-    }
+    pages = [page.read_text() for page in (DOCS / "reference").glob("*.md")]
+    entries = {match["name"] for page in pages for match in _ENTRY.finditer(page)}
+    if any(_ESTIMATORS in page for page in pages):  # docs/hooks.py expands it from the catalog
+        entries |= {f"samplegrad.{entry.cls.__name__}" for entry in catalog.CATALOG.values()}
+    return entries
 
 
 @pytest.mark.parametrize(
