@@ -1,6 +1,7 @@
-"""Train a policy with REINFORCE (reward-to-go, leave-one-out, learned or no baseline) built on
-samplegrad.Graph, with Adam. mnist-bandit: guess each image's digit, reward 1 if right (no
-extra package). cartpole: CartPole-v1 from Gymnasium (pip install 'samplegrad[rl]'). Writes
+"""Train a policy with REINFORCE (leave-one-out, learned or no baseline), with Adam.
+mnist-bandit: guess each image's digit, reward 1 if right (no extra package); one random step,
+one sg.expectation. cartpole: CartPole-v1 from Gymnasium (pip install 'samplegrad[rl]'), each
+action a node of an sg.Graph, so causality gives the reward-to-go. Writes
 into DIR: metrics.csv (one row per step: step, env_steps, train_return, eval_return every
 --eval-every steps, seconds), checkpoint.pt (at every evaluation, and on Ctrl-C or SIGTERM),
 metrics.json (env, steps, env_steps, eval_return: the greedy policy's mean reward on the test
