@@ -394,12 +394,8 @@ class Graph:
     def _estimator(
         self, estimator: object, dist: Distribution
     ) -> ScoreFunction | Pathwise | DiscreteStandIn:
-        if estimator == AUTO:
-            choice = catalog.auto(dist, self._num_samples or 1)
-            if choice == "score-ma":  # a graph lives one step: no history to average over
-                return announce(
-                    "score function (no baseline: one joint sample)", dist, ScoreFunction()
-                )
+        if estimator == AUTO:  # a graph lives one step: it keeps no history to average over
+            choice = catalog.auto(dist, self._num_samples or 1, stateless=True)
             described = _AUTO_CHOICES.get(choice, choice)
             return announce(described, dist, catalog.CATALOG[choice].build())
         chosen = resolve(estimator, None, dist, 1)  # type: ignore[arg-type]
@@ -438,6 +434,10 @@ def _one_cost_per_sample(
 
 _AUTO_CHOICES = {
     "score-loo": "score function with a leave-one-out baseline over the joint samples",
+    "score": (
+        "score function (no baseline: one joint sample; a leave-one-out baseline needs "
+        "num_samples >= 2 joint samples)"
+    ),
 }
 """How the warning of ``"auto"`` names a choice where a graph's words differ from the name."""
 

@@ -162,14 +162,25 @@ def draw(
 ) -> Tensor:
     """``dist.rsample(sample_shape)`` or ``dist.sample(sample_shape)``, from ``generator``.
 
-    With ``reparameterized=False`` the result carries no gradient.
+    With ``reparameterized=False`` the result carries no gradient. A family that torch cannot
+    sample in the parameters' dtype (float16 or bfloat16 ``Gamma``, ``Beta``, ``Dirichlet``,
+    ``Binomial`` on a CPU) raises a ``TypeError`` that says which dtypes to use.
     """
-    if generator is None:
-        return dist.rsample(sample_shape) if reparameterized else dist.sample(sample_shape)
-    if reparameterized:
-        return _rsample(dist, sample_shape, generator)
-    with torch.no_grad():
-        return _sample(dist, sample_shape, generator)
+    try:
+        if generator is None:
+            return dist.rsample(sample_shape) if reparameterized else dist.sample(sample_shape)
+        if reparameterized:
+            return _rsample(dist, sample_shape, generator)
+        with torch.no_grad():
+            return _sample(dist, sample_shape, generator)
+    except NotImplementedError as error:
+        if "not implemented for '" not in str(error):  # torch's words for a missing dtype kernel
+            raise
+        raise TypeError(
+            f"torch cannot sample {type(dist).__name__} in this dtype ({error}); every family "
+            "samples in float32 and float64: build the distribution from float32 parameters "
+            "(e.g. params.float()) and cast inside f if needed"
+        ) from error
 
 
 def _rsample(dist: Distribution, sample_shape: torch.Size, generator: Generator) -> Tensor:
