@@ -177,9 +177,9 @@ def draw(
         if "not implemented for '" not in str(error):  # torch's words for a missing dtype kernel
             raise
         raise TypeError(
-            f"torch cannot sample {type(dist).__name__} in this dtype ({error}); every family "
-            "samples in float32 and float64: build the distribution from float32 parameters "
-            "(e.g. params.float()) and cast inside f if needed"
+            f"{type(dist).__name__} samples only in float32 and float64 on this device (torch: "
+            f"{error}); build it from float32 parameters (e.g. params.float()), and cast inside "
+            "f if the rest of the model is in lower precision"
         ) from error
 
 
@@ -214,7 +214,7 @@ def bernoulli(probs: Tensor, sample_shape: tuple[int, ...], generator: Generator
         return _per_replica(
             generator, len(sample_shape), lambda r, g: bernoulli(probs[r], sample_shape, g)
         )
-    expanded = probs.detach().expand(*sample_shape, *probs.shape)
+    expanded = probs.detach().expand((*sample_shape, *probs.shape))
     return torch.bernoulli(expanded, generator=unsharded(generator))
 
 
@@ -232,7 +232,7 @@ def categorical_indices(
     probs_2d = probs.reshape(-1, num_categories)
     draws = math.prod(sample_shape)
     indices = torch.multinomial(probs_2d, draws, True, generator=unsharded(generator)).T
-    return indices.reshape(*sample_shape, *probs.shape[:-1])
+    return indices.reshape((*sample_shape, *probs.shape[:-1]))
 
 
 def standard_normal(shape: torch.Size, like: Tensor, generator: Generator | None) -> Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor
@@ -56,16 +56,33 @@ def check_finite_parameters(dist: Distribution) -> None:
     ``torch.distributions`` rejects NaN at construction but lets inf through (``constraints.real``
     only tests ``x == x``); an infinite logit or location makes every estimator return NaN.
     """
-    if not values_are_checked(dist):
-        return
-    # One reduction and host read per parameter: a sum is finite iff every term is, unless it
-    # overflows, which the exact per-parameter test tells apart. (Adding the sums as Python
-    # floats is cheaper than adding them as tensors.)
-    if math.isfinite(sum(value.detach().sum().item() for _, value in parameter_tensors(dist))):
+    if not values_are_checked(dist) or _surely_finite(v for _, v in parameter_tensors(dist)):
         return
     problem = nonfinite_parameter(dist)
     if problem is not None:
         raise ValueError(problem)
+
+
+def check_finite_state(estimator: torch.nn.Module) -> None:
+    """Raise ``ValueError`` if a trained parameter of ``estimator`` (REBAR's temperature, a
+    learned control or baseline) holds NaN or inf, which would make every surrogate NaN."""
+    named = list(estimator.named_parameters())
+    if not values_are_checked() or _surely_finite(value for _, value in named):
+        return
+    for name, value in named:
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(
+                f"{type(estimator).__name__}'s parameter {name} holds NaN or inf, so its "
+                "training diverged; restore the estimator from a checkpoint and lower the "
+                "learning rate or clip the gradients"
+            )
+
+
+def _surely_finite(tensors: Iterable[Tensor]) -> bool:
+    """Whether every value is finite, read cheaply: one reduction and host read per tensor. A
+    sum is finite iff every term is, unless it overflows, which the exact test of the caller
+    tells apart. (Adding the sums as Python floats is cheaper than adding them as tensors.)"""
+    return math.isfinite(sum(value.detach().sum().item() for value in tensors))
 
 
 def nonfinite_parameter(dist: Distribution) -> str | None:

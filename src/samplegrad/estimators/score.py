@@ -99,6 +99,11 @@ class ScoreFunction(Estimator):
             self.control_variate is None or has_independent_numeric_coordinates(dist)
         )
 
+    @property
+    def pools_across_batch(self) -> bool:
+        """With ``coefficient="optimal"``: ``beta`` is estimated from every batch element."""
+        return self.control_variate is not None and self.coefficient == "optimal"
+
     def check_num_samples(self, num_samples: object) -> int:
         num_samples = super().check_num_samples(num_samples)
         check_baseline_samples(self.baseline, num_samples)

@@ -43,7 +43,6 @@ dominates, no overflow, and finite signals when single weights are zero (``l_k =
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
