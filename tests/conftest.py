@@ -1,4 +1,4 @@
-"""Shared fixtures: fresh 'auto' state, validation on, seeded generators, offline data, one
+"""Shared fixtures: fresh 'auto' warnings, validation on, seeded generators, offline data, one
 thread."""
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from samplegrad.lab.data import mnist as mnist_module
 
 
 @pytest.fixture(autouse=True)
-def _fresh_auto_state():
-    """Each test sees the one-time 'auto' warnings and the auto estimators' state afresh."""
+def _fresh_auto_warnings():
+    """Each test sees the one-time 'auto' warnings afresh."""
     _expectation._announced.clear()
-    _expectation._auto_moving_averages.clear()
     yield
 
 

@@ -45,8 +45,6 @@ from torch.nn import functional as F
 import samplegrad as sg
 from samplegrad._internal.families import log_prob
 from samplegrad.estimators import catalog
-from samplegrad.estimators.antithetic import Antithetic
-from samplegrad.estimators.control import RelaxedControlVariate
 from samplegrad.estimators.unordered_set import leave_out_ratios
 
 from problems import RecordingCost
@@ -128,7 +126,7 @@ class Family:
         points = self.support.to(dtype) if self.support.is_floating_point() else self.support
         points = points.reshape(len(points), *(1,) * len(dist.batch_shape), *dist.event_shape)
         points = points.expand(len(points), *dist.batch_shape, *dist.event_shape)
-        return (dist.log_prob(points).exp() * self.f(dtype)(points)).sum(0)
+        return (log_prob(dist, points).exp() * self.f(dtype)(points)).sum(0)
 
 
 def normal_cost(z: Tensor) -> Tensor:
@@ -292,26 +290,10 @@ PAIR_IDS = [f"{entry.name}-{family.name}" for entry, family in PAIRS]
 BATCH_SHAPES = [(), (3,), (3, 4), (0,)]
 
 
-def empty_batch_crash(entry: catalog.Entry, family: Family) -> str | None:
-    """Why ``entry`` crashes on ``family`` with an empty batch today, or ``None``: a reshape
-    to ``(..., -1)`` of zero elements, which is ambiguous. Issue 15 makes an empty batch give
-    an empty surrogate; these cases then pass and their strict ``xfail`` fails, as a reminder
-    to delete this function."""
-    if issubclass(entry.cls, sg.MeasureValued | Antithetic | RelaxedControlVariate):
-        return "issue 15: the estimator reshapes an empty batch to (..., -1)"
-    if isinstance(family.example(), Independent) and issubclass(
-        entry.cls, sg.ScoreFunction | sg.Enumerate
-    ):
-        return "issue 15: torch's Independent.log_prob reshapes an empty batch to (..., -1)"
-    return None
-
-
 def contract_cases() -> list:
     cases = []
     for (entry, family), pair_id in zip(PAIRS, PAIR_IDS, strict=True):
         for batch_shape in BATCH_SHAPES:
-            crash = empty_batch_crash(entry, family) if batch_shape == (0,) else None
-            marks = [pytest.mark.xfail(raises=RuntimeError, reason=crash, strict=True)]
             for dtype in (torch.float64, torch.float32):
                 cases.append(
                     pytest.param(
@@ -320,7 +302,6 @@ def contract_cases() -> list:
                         batch_shape,
                         dtype,
                         id=f"{pair_id}-{batch_shape}-{str(dtype).removeprefix('torch.')}",
-                        marks=marks if crash else (),
                     )
                 )
     return cases

@@ -60,7 +60,7 @@ def test_names_resolve_to_their_classes():
     for name, entry in catalog.CATALOG.items():
         assert issubclass(entry.cls, sg.Estimator)
         assert entry.is_variant == (name != entry.cls.name)
-        if not entry.required_options and not (entry.is_variant and entry.stateful):
+        if not entry.required_options and not entry.stateful:
             assert type(resolve(name, square_sum, Normal(0.0, 1.0), 2)) is entry.cls
 
 
@@ -68,7 +68,8 @@ def test_names_resolve_to_their_classes():
 def test_expectation_takes_every_name_without_state_of_its_own(name, generator):
     """A name builds its estimator unless the caller must build part of it (RELAX's control) or
     the name stands for state that must persist between calls (``"score-ma"``'s moving average,
-    which one shared instance per name would mix between problems): those ask for an instance."""
+    REBAR's trained temperature, which one shared instance per name would mix between problems
+    and never train): those ask for an instance."""
     entry = catalog.CATALOG[name]
     param = torch.zeros(3, requires_grad=True)
     dist = distribution_for(entry, param)
@@ -80,7 +81,7 @@ def test_expectation_takes_every_name_without_state_of_its_own(name, generator):
     if entry.required_options:
         with pytest.raises(ValueError, match=rf"{name!r} cannot be built from its name alone"):
             run()
-    elif entry.is_variant and entry.stateful:
+    elif entry.stateful:
         message = rf"{name!r} keeps state between calls.*create the instance once and keep it"
         with pytest.raises(ValueError, match=message):
             run()
@@ -89,11 +90,15 @@ def test_expectation_takes_every_name_without_state_of_its_own(name, generator):
         assert param.grad is not None and torch.isfinite(param.grad).all()
 
 
-def test_stateful_variants_are_refused_by_name():
-    """``"score-ma"`` is one: the refusal above is not vacuous."""
+def test_stateful_names_are_refused():
+    """``"score-ma"`` (a variant) and ``"rebar"`` (a class) are two: the refusal above is not
+    vacuous."""
     assert catalog.CATALOG["score-ma"].stateful and catalog.CATALOG["score-ma"].is_variant
     with pytest.raises(ValueError, match=r"e\.g\. estimator = sg\.ScoreFunction\(\.\.\.\)"):
         sg.expectation(lambda b: b, Bernoulli(logits=torch.zeros(1)), "score-ma")
+    assert catalog.CATALOG["rebar"].stateful and not catalog.CATALOG["rebar"].is_variant
+    with pytest.raises(ValueError, match=r"e\.g\. estimator = sg\.REBAR\(\.\.\.\)"):
+        sg.expectation(lambda b: b, Bernoulli(logits=torch.zeros(1)), "rebar", 2)
 
 
 @pytest.mark.parametrize("name", ["pathwise", "score"])
@@ -141,7 +146,7 @@ def test_generator_for_other_families_leaves_global_rng_alone(dist):
     assert torch.equal(torch.get_rng_state(), state)
 
 
-def test_auto_chooses_pathwise_score_loo_or_moving_average_and_warns_once():
+def test_auto_chooses_pathwise_score_loo_or_no_baseline_and_warns_once():
     normal = Normal(torch.zeros(2), torch.ones(2))
     with pytest.warns(sg.AutoEstimatorWarning, match="pathwise"):
         sg.expectation(lambda z: z, normal)
@@ -152,18 +157,21 @@ def test_auto_chooses_pathwise_score_loo_or_moving_average_and_warns_once():
     bernoulli = Bernoulli(logits=torch.zeros(2))
     with pytest.warns(sg.AutoEstimatorWarning, match="leave-one-out"):
         sg.expectation(lambda z: z, bernoulli, num_samples=2)
-    with pytest.warns(sg.AutoEstimatorWarning, match="moving-average"):
+    with pytest.warns(sg.AutoEstimatorWarning, match=r"without a baseline.*MovingAverage"):
         sg.expectation(lambda z: z, bernoulli, num_samples=1)
 
 
-def test_auto_moving_average_keeps_state_per_cost_function():
+def test_auto_keeps_no_hidden_state():
+    """With one sample ``"auto"`` is the stateless score function: a moving average kept per
+    cost function would be shared between models and saved in no ``state_dict``."""
     bernoulli = Bernoulli(logits=torch.zeros(2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sg.AutoEstimatorWarning)
-        for _ in range(3):
-            sg.expectation(lambda b: b + 1.0, bernoulli)  # a new lambda, the same code, each time
-    (estimator,) = sg._expectation._auto_moving_averages.values()
-    assert estimator.baseline.steps.item() == 3
+        for num_samples in (1, 2):
+            chosen = resolve("auto", lambda b: b + 1.0, bernoulli, num_samples)
+            name = catalog.auto(bernoulli, num_samples, stateless=True)
+            assert not chosen.has_state and not catalog.entry(name).stateful
+            assert chosen is resolve(name, None, bernoulli, num_samples)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])

@@ -20,19 +20,21 @@ class AutoEstimatorWarning(UserWarning):
 
 
 _named: dict[str, Estimator] = {}
-"""One default-configured instance per name given to :func:`resolve`."""
-
-_auto_moving_averages: dict[object, Estimator] = {}
-"""``"auto"``'s moving-average estimators, one per cost function, so their state persists."""
+"""One instance per name given to :func:`resolve`: names stand for estimators without state
+(:attr:`samplegrad.estimators.catalog.Entry.stateful` is false), so one instance serves all."""
 
 _announced: set[tuple[str, str]] = set()
 
 _AUTO_CHOICES = {
     "pathwise": "pathwise",
     "score-loo": "score function with a leave-one-out baseline",
-    "score-ma": "score function with a moving-average baseline (decay 0.9, kept per cost function)",
+    "score": (
+        "score function without a baseline (a baseline needs num_samples >= 2, or an instance "
+        "kept between calls: sg.ScoreFunction(baseline=sg.MovingAverage(0.9)))"
+    ),
 }
-"""How the warning of ``"auto"`` names each choice of :func:`samplegrad.estimators.catalog.auto`."""
+"""How the warning of ``"auto"`` names each choice of :func:`samplegrad.estimators.catalog.auto`
+(with ``stateless=True``)."""
 
 
 def expectation(
@@ -51,9 +53,11 @@ def expectation(
             (:data:`samplegrad.estimators.catalog.CATALOG`: ``"pathwise"``, ``"score"``,
             ``"score-loo"``, ``"gumbel"``, ``"arm"``, ...) without state of its own, or
             ``"auto"`` (:func:`samplegrad.estimators.catalog.auto`: pathwise where
-            ``dist.has_rsample``, else the score function with a leave-one-out baseline, or a
-            moving average when ``num_samples == 1``; a warning names the choice once).
-            Estimators that need arguments (``sg.RELAX``'s control) are passed as instances.
+            ``dist.has_rsample``, else the score function with a leave-one-out baseline, or
+            without a baseline when ``num_samples == 1``; a warning names the choice once).
+            Estimators that need arguments (``sg.RELAX``'s control) or keep state between
+            calls (``sg.REBAR``'s trained temperature, a moving-average baseline) are passed as
+            instances, created once and kept.
         num_samples: samples per batch element.
         generator: a ``torch.Generator``; the same state gives the same samples and surrogate.
 
@@ -72,7 +76,10 @@ def resolve(
     if isinstance(estimator, Estimator):
         return estimator
     if estimator == AUTO:
-        return _auto(f, _validation.check_distribution(dist), num_samples)
+        dist = _validation.check_distribution(dist)
+        n = num_samples if isinstance(num_samples, int) else 1
+        name = catalog.auto(dist, n, stateless=True)
+        return announce(_AUTO_CHOICES[name], dist, resolve(name, f, dist, num_samples))
     if estimator == "vimco":
         raise ValueError(
             "estimator 'vimco' estimates the gradient of the importance-weighted bound, not of "
@@ -89,31 +96,21 @@ def resolve(
 
 
 def _build(entry: catalog.Entry) -> Estimator:
-    """The instance a name stands for; a variant with state of its own is refused by name."""
+    """The instance a name stands for; a name whose estimator keeps state is refused: one
+    instance per name would be shared by every caller in the process, in no ``state_dict``."""
     if entry.required_options:
         raise ValueError(
             f"estimator {entry.name!r} cannot be built from its name alone (it needs "
             f"{', '.join(entry.required_options)}); pass an instance, e.g. "
             f"sg.{entry.cls.__name__}(...)"
         )
-    if entry.is_variant and entry.stateful:
+    if entry.stateful:
         raise ValueError(
             f"estimator {entry.name!r} keeps state between calls, which a name cannot: create "
-            f"the instance once and keep it, e.g. estimator = sg.{entry.cls.__name__}(...)"
+            f"the instance once and keep it, e.g. estimator = sg.{entry.cls.__name__}(...), "
+            "and pass it to every call (and its parameters, if any, to the optimizer)"
         )
     return entry.build()
-
-
-def _auto(f: object, dist: Distribution, num_samples: int) -> Estimator:
-    n = num_samples if isinstance(num_samples, int) else 1
-    name = catalog.auto(dist, n)
-    if name != "score-ma":
-        return announce(_AUTO_CHOICES[name], dist, resolve(name, f, dist, num_samples))
-    # A lambda re-created at every step keeps its code object: key the state on that.
-    key = getattr(f, "__code__", type(f))
-    if key not in _auto_moving_averages:
-        _auto_moving_averages[key] = catalog.CATALOG[name].build()
-    return announce(_AUTO_CHOICES[name], dist, _auto_moving_averages[key])
 
 
 def announce(choice: str, dist: Distribution, estimator: Estimator) -> Estimator:

@@ -45,6 +45,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from samplegrad._internal import replicas
+
 __all__ = [
     "GradientStats",
     "format_table",
@@ -286,7 +288,10 @@ def measure_batched(
     Each parameter becomes a leaf of shape ``(repeats,)`` filled with its value;
     ``surrogate(leaves)`` must return shape ``(repeats,)`` whose elements are independent
     estimates (build the distribution with batch shape ``(repeats,)``), so one backward pass
-    of its sum leaves ``repeats`` independent estimates in each leaf's ``.grad``.
+    of its sum leaves ``repeats`` independent estimates in each leaf's ``.grad``. An estimator
+    that pools its samples across the batch (:attr:`samplegrad.Estimator.pools_across_batch`:
+    the score function's ``coefficient="optimal"``) would correlate them and understate every
+    standard error: it raises a ``ValueError`` here; measure it with :func:`measure`.
 
     Args:
         surrogate: maps the leaves to the batched surrogate.
@@ -303,7 +308,8 @@ def measure_batched(
         name: torch.full((repeats,), float(value), dtype=dtype, requires_grad=True)
         for name, value in values.items()
     }
-    result = surrogate(leaves)
+    with replicas.independent_elements():
+        result = surrogate(leaves)
     if result.shape != (repeats,):
         raise ValueError(
             f"surrogate must return shape ({repeats},), one estimate per repeat, got "

@@ -41,13 +41,23 @@ depends on the node and on whatever its distribution was computed from. A value 
 torch (``.item()``, ``.numpy()``, an environment) loses its record: declare the dependencies
 of such costs, ``g.cost(reward, depends_on=["a0", "a1"])``, or ``depends_on="all"``.
 
-**Shapes.** Dimensions that a cost shares with a node, aligned from the left, are batch
-dimensions: cost element ``i`` depends on node element ``i`` only (as in :func:`sg.expectation`).
-A node with more dimensions than the cost enters with the log-probability summed over the
-extra ones; a node with fewer is broadcast. With several *joint samples* ``S`` (``num_samples``
-on the first node, or ``Graph(num_samples=S)`` when dimension 0 already holds ``S`` copies,
-such as ``S`` environments) dimension 0 of every node and cost is the sample dimension, the
-surrogate averages over it, and leave-one-out baselines use it.
+**Shapes: which elements.** Within a batch, causality goes further: cost element ``i`` gets
+the score terms of node element ``i`` only, where the cost keeps the node's elements apart.
+The record says where: for each node, which of the tensor's dimensions run along which of the
+node's, element by element (a *dimension map*, :mod:`samplegrad._internal.alignment`).
+Element-wise arithmetic, reductions over other dimensions, transposes, reshapes, indexing
+``w[a]``, matrix products over event dimensions and linear layers keep the map; an operation
+that mixes elements along a dimension (a sum or a matrix product across the batch,
+``torch.roll``, ``gather``, a permuting index, or any operation without a rule) drops it, and
+the cost element then gets the score terms of every element of the node along that dimension:
+unbiased, with more variance, never a silently wrong gradient. A node's dimensions that a cost
+does not keep enter with the log-probability summed over them; a node with fewer dimensions is
+broadcast. Declared dependencies (``depends_on``) are taken element by element along the
+dimensions the cost shares with the node, aligned from the left. With several *joint samples*
+``S`` (``num_samples`` on the first node, or ``Graph(num_samples=S)`` when dimension 0 already
+holds ``S`` copies, such as ``S`` environments) dimension 0 of every node and cost is the sample
+dimension, the surrogate averages over it, and leave-one-out baselines use it (from the costs
+that keep the joint samples apart).
 
 **Estimators per node**: ``"score"`` / :class:`sg.ScoreFunction` with any baseline (``None``,
 ``"loo"``, :class:`sg.MovingAverage`, or a learned callable / module trained by the same
@@ -67,7 +77,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeGuard
 
@@ -76,8 +86,10 @@ from torch import Tensor
 from torch.distributions import Bernoulli, Distribution
 
 from samplegrad._expectation import announce, resolve
+from samplegrad._internal import alignment
 from samplegrad._internal import validation as _validation
-from samplegrad._internal.families import base_distribution
+from samplegrad._internal.alignment import DimMap
+from samplegrad._internal.families import base_distribution, log_prob
 from samplegrad._internal.sampling import draw
 from samplegrad.estimators import catalog
 from samplegrad.estimators.baselines import Baseline, LeaveOneOut, check_baseline_samples
@@ -99,14 +111,15 @@ class UntracedCostWarning(UserWarning):
 
 
 class GraphTensor(Tensor):
-    """A tensor that records which nodes of a :class:`Graph` it was computed from.
+    """A tensor that records which nodes of a :class:`Graph` it was computed from, and along
+    which dimensions it keeps their elements apart (:mod:`samplegrad._internal.alignment`).
 
     Behaves as a ``torch.Tensor`` in every respect; every torch function or method applied to
-    it returns tensors carrying the union of its arguments' records. Read the record with
+    it returns tensors carrying the records of its arguments. Read the nodes with
     :func:`depends_on`.
     """
 
-    _sg_nodes: frozenset[Node]
+    _sg_maps: dict[Node, DimMap]
 
     @classmethod
     def __torch_function__(
@@ -117,43 +130,76 @@ class GraphTensor(Tensor):
         kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
         kwargs = kwargs or {}
-        nodes = _collect(args) | _collect(kwargs)
+        inputs = _recorded([args, kwargs])
         with torch._C.DisableTorchFunctionSubclass():
             result = func(*args, **kwargs)
-        return _tagged(result, nodes)
+        name = alignment.operation_name(func)
+        if name == "setitem":  # x[index] = value: x now depends on value and index, densely
+            _record_assignment(args[0], inputs)
+            return result
+        outputs = tuple(_tensors(result))
+        maps = alignment.result_maps(alignment.Call(name, tuple(args), kwargs, outputs), inputs)
+        return _tagged(result, iter(maps))
 
 
-def _collect(value: object) -> frozenset[Node]:
-    """The nodes recorded on the graph tensors inside ``value`` (nested sequences, dicts)."""
+def _recorded(value: object) -> list[tuple[Tensor, dict[Node, DimMap]]]:
+    """The graph tensors inside ``value`` (nested sequences, dicts) with their records."""
     if isinstance(value, GraphTensor):
-        return value._sg_nodes
-    if isinstance(value, list | tuple):
-        return frozenset().union(*map(_collect, value)) if value else frozenset()
+        return [(value, value._sg_maps)]
     if isinstance(value, dict):
-        return _collect(list(value.values()))
-    return frozenset()
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        return [found for item in value for found in _recorded(item)]
+    return []
 
 
-def _tagged(value: Any, nodes: frozenset[Node]) -> Any:
-    """``value`` with every tensor in it turned into a :class:`GraphTensor` recording
-    ``nodes`` (tensors are left plain when ``nodes`` is empty)."""
+def _tensors(value: object) -> list[Tensor]:
+    """The tensors of an operation's result, in order (a tensor, or a tuple or list of them)."""
     if isinstance(value, Tensor):
-        if not nodes:
-            return value.as_subclass(Tensor) if isinstance(value, GraphTensor) else value
-        tagged = value if isinstance(value, GraphTensor) else value.as_subclass(GraphTensor)
-        tagged._sg_nodes = nodes
-        return tagged
+        return [value]
+    if isinstance(value, list | tuple):
+        return [tensor for item in value for tensor in _tensors(item)]
+    return []
+
+
+def _tagged(value: Any, maps: Iterator[dict[Node, DimMap]]) -> Any:
+    """``value`` with each of its tensors (in :func:`_tensors`' order) turned into a
+    :class:`GraphTensor` recording the next of ``maps`` (left plain when that is empty)."""
+    if isinstance(value, Tensor):
+        return _with_maps(value, next(maps))
     if isinstance(value, tuple):  # also torch.return_types (values, indices) pairs
-        items = [_tagged(v, nodes) for v in value]
+        items = [_tagged(v, maps) for v in value]
         return tuple(items) if type(value) is tuple else type(value)(items)
     if isinstance(value, list):
-        return [_tagged(v, nodes) for v in value]
+        return [_tagged(v, maps) for v in value]
     return value
+
+
+def _with_maps(value: Tensor, maps: dict[Node, DimMap]) -> Tensor:
+    if not maps:
+        return _plain(value)
+    tagged = value if isinstance(value, GraphTensor) else value.as_subclass(GraphTensor)
+    tagged._sg_maps = maps
+    return tagged
+
+
+def _record_assignment(target: Tensor, inputs: list[tuple[Tensor, dict[Node, DimMap]]]) -> None:
+    """After ``target[index] = value``: ``target`` depends on every node of ``value`` and
+    ``index`` (densely: which elements moved where is not tracked) and keeps its own record."""
+    if not isinstance(target, GraphTensor):
+        return
+    dense = (None,) * target.dim()
+    maps = {node: dense for tensor, record in inputs if tensor is not target for node in record}
+    target._sg_maps = {**maps, **target._sg_maps}
 
 
 def depends_on(value: Tensor) -> frozenset[str]:
     """The names of the nodes ``value`` was computed from (empty for a plain tensor)."""
-    return frozenset(node.name for node in _collect(value))
+    return frozenset(node.name for node in _maps(value))
+
+
+def _maps(value: object) -> dict[Node, DimMap]:
+    return value._sg_maps if isinstance(value, GraphTensor) else {}
 
 
 def _plain(value: Tensor) -> Tensor:
@@ -193,7 +239,8 @@ class Node:
 @dataclass(eq=False)
 class _Cost:
     value: Tensor
-    nodes: frozenset[Node]
+    maps: dict[Node, DimMap]
+    """The nodes the cost depends on, each with its dimension map."""
 
 
 # ----------------------------------------------------------------------------------- graph
@@ -258,19 +305,24 @@ class Graph:
         if name in self._nodes:
             raise ValueError(f"a node named {name!r} exists already in this graph; rename it")
         dist = _validation.check_distribution(dist)
-        parents = _collect(_parameters(dist))
+        recorded = [(t, t._sg_maps) for t in _parameters(dist) if isinstance(t, GraphTensor)]
+        parents = frozenset(node for _, record in recorded for node in record)
         self._check_own(parents, f"the distribution of node {name!r}")
         sample_shape = self._sample_shape(name, num_samples, parents)
         generator = _validation.check_generator(generator, dist)
+        _validation.check_finite_parameters(dist)
         chosen = self._estimator(estimator, dist)
-        value, log_prob = _draw(chosen, dist, sample_shape, generator)
+        _validation.check_finite_state(chosen)
+        with _validation.explained_failures(dist):
+            value, log_prob = _draw(chosen, dist, sample_shape, generator)
         if mask is not None and log_prob is not None:
             mask = _aligned(mask.to(torch.bool), log_prob, f"mask of node {name!r}")
             log_prob = torch.where(mask, log_prob, torch.zeros((), dtype=log_prob.dtype))
         node = Node(name, dist, value, chosen, log_prob, mask, self)
         self._nodes[name] = node
-        node.value = _tagged(_plain(value), parents | {node})
-        return node.value
+        maps = _sample_maps(node, len(sample_shape), recorded)
+        node.value = _with_maps(_plain(value), maps)  # type: ignore[assignment]
+        return node.value  # type: ignore[return-value]
 
     def cost(self, value: Tensor, depends_on: Iterable[str] | str | None = None) -> None:
         """Add a cost to minimise (a reward ``r`` is the cost ``-r``).
@@ -288,26 +340,27 @@ class Graph:
                 "dtype=torch.float32)"
             )
         if depends_on is None:
-            nodes = _collect(value)
-            self._check_own(nodes, "the cost")
-        elif depends_on == "all":
-            nodes = frozenset(self._nodes.values())
+            maps = _maps(value)
+            self._check_own(frozenset(maps), "the cost")
         else:
-            names = [depends_on] if isinstance(depends_on, str) else list(depends_on)
+            if depends_on == "all":
+                names = list(self._nodes)
+            else:
+                names = [depends_on] if isinstance(depends_on, str) else list(depends_on)
             unknown = [n for n in names if n not in self._nodes]
             if unknown:
                 raise ValueError(
                     f"depends_on names unknown nodes {unknown}; nodes so far: "
                     f"{', '.join(self._nodes) or 'none'}"
                 )
-            nodes = frozenset(self._nodes[n] for n in names)
+            maps = {self._nodes[n]: _declared_map(self._nodes[n], value) for n in names}
         samples = self._num_samples
         if samples is not None and (value.dim() == 0 or value.shape[0] not in (1, samples)):
             raise ValueError(
                 f"value must have the {self._num_samples} joint samples in dimension 0, got "
                 f"shape {tuple(value.shape)}"
             )
-        if not nodes and not value.requires_grad:
+        if not maps and not value.requires_grad:
             warnings.warn(
                 "this cost depends on no node and has no gradient, so it cannot change the "
                 "gradient; if it was computed outside torch (numpy, an environment), declare "
@@ -315,7 +368,7 @@ class Graph:
                 UntracedCostWarning,
                 stacklevel=2,
             )
-        self._costs.append(_Cost(_plain(value), nodes))
+        self._costs.append(_Cost(_plain(value), maps))
 
     def surrogate(self, reduction: Reduction = "sum") -> Tensor:
         """The surrogate ``L`` (module docstring): value = the costs' total, averaged over the
@@ -394,12 +447,8 @@ class Graph:
     def _estimator(
         self, estimator: object, dist: Distribution
     ) -> ScoreFunction | Pathwise | DiscreteStandIn:
-        if estimator == AUTO:
-            choice = catalog.auto(dist, self._num_samples or 1)
-            if choice == "score-ma":  # a graph lives one step: no history to average over
-                return announce(
-                    "score function (no baseline: one joint sample)", dist, ScoreFunction()
-                )
+        if estimator == AUTO:  # a graph lives one step: it keeps no history to average over
+            choice = catalog.auto(dist, self._num_samples or 1, stateless=True)
             described = _AUTO_CHOICES.get(choice, choice)
             return announce(described, dist, catalog.CATALOG[choice].build())
         chosen = resolve(estimator, None, dist, 1)  # type: ignore[arg-type]
@@ -438,6 +487,10 @@ def _one_cost_per_sample(
 
 _AUTO_CHOICES = {
     "score-loo": "score function with a leave-one-out baseline over the joint samples",
+    "score": (
+        "score function (no baseline: one joint sample; a leave-one-out baseline needs "
+        "num_samples >= 2 joint samples)"
+    ),
 }
 """How the warning of ``"auto"`` names a choice where a graph's words differ from the name."""
 
@@ -470,7 +523,7 @@ def _draw(
         binary = isinstance(base, Bernoulli)
         return estimator.stand_in(base, binary, tuple(sample_shape), generator), None
     value = draw(dist, sample_shape, generator, reparameterized=False)
-    return value, _plain(dist.log_prob(value))
+    return value, _plain(log_prob(dist, value))
 
 
 def _aligned(value: Tensor, like: Tensor, what: str) -> Tensor:
@@ -514,51 +567,141 @@ def _log_prob_shape(node: Node) -> torch.Size:
     return node.log_prob.shape
 
 
-def _membership(rows: Sequence[frozenset[Node]], columns: Sequence[Node], like: Tensor) -> Tensor:
+def _membership(rows: Sequence[Iterable[Any]], columns: Sequence[Any], like: Tensor) -> Tensor:
     """``M[i, j] = 1`` where ``columns[j]`` is in ``rows[i]``, in ``like``'s dtype and device."""
-    index = {node: j for j, node in enumerate(columns)}
+    index = {column: j for j, column in enumerate(columns)}
     matrix = torch.zeros(len(rows), len(columns), dtype=like.dtype, device=like.device)
-    pairs = [(i, index[node]) for i, nodes in enumerate(rows) for node in nodes if node in index]
+    pairs = [(i, index[item]) for i, items in enumerate(rows) for item in items if item in index]
     if pairs:
         matrix[tuple(torch.tensor(pairs, device=like.device).T)] = 1.0
     return matrix
 
 
 def _cost_terms(costs: list[_Cost]) -> Tensor:
-    """``sum_c [](sum_{w in W_c} log p(w)) c`` for costs of one shape."""
+    """``sum_c [](sum_{w in W_c} log p(w)) c`` for costs of one shape: each node's
+    log-probabilities enter each cost element as its dimension map says (:func:`_on_cost`)."""
     values = torch.stack([cost.value for cost in costs])
     like = values[0]
-    nodes = list(dict.fromkeys(n for cost in costs for n in cost.nodes if n.log_prob is not None))
-    if not nodes:
+    columns = list(
+        dict.fromkeys(
+            pair for cost in costs for pair in cost.maps.items() if pair[0].log_prob is not None
+        )
+    )
+    if not columns:
         return values.sum(0)
     log_probs = torch.stack(
-        [_aligned(n.log_prob, like, f"node {n.name!r}").expand_as(like) for n in nodes]
+        [
+            _on_cost(node.log_prob, node_map, like.shape).expand_as(like)
+            for node, node_map in columns
+        ]  # type: ignore[arg-type]
     )
-    membership = _membership([cost.nodes for cost in costs], nodes, log_probs)
+    membership = _membership([cost.maps.items() for cost in costs], columns, log_probs)
     totals = torch.tensordot(membership, log_probs, dims=1)  # (costs, *shape)
     return (_magic_box(totals) * values).sum(0)
 
 
 def _baseline_terms(nodes: list[Node], costs: list[_Cost]) -> Tensor:
     """``sum_w (1 - [](log p(w))) b_w`` for nodes whose log-probabilities share one shape,
-    plus the zero-valued training terms of learned baselines."""
+    plus the zero-valued training terms of learned baselines. ``b_w`` is computed from ``R_w``,
+    the costs that depend on ``w`` moved onto ``w``'s elements (:func:`_on_node`); a
+    leave-one-out baseline over the joint samples takes only the costs that keep the joint
+    samples apart (a cost mixing them depends on ``w``'s own sample through the others)."""
     log_probs = torch.stack([node.log_prob for node in nodes])  # type: ignore[misc]
     like = log_probs[0]
-    values = torch.stack(
-        [_aligned(cost.value.detach(), like, "a cost").expand_as(like) for cost in costs]
-    )
-    membership = _membership([frozenset(nodes) & cost.nodes for cost in costs], nodes, values).T
-    downstream = torch.tensordot(membership, values, dims=1)  # R_w: (nodes, *shape)
+    rows: dict[tuple[int, DimMap], Tensor] = {}  # (cost, map) -> the cost on the nodes
+    keys: list[list[tuple[int, DimMap]]] = [[] for _ in nodes]  # per node, its rows
+    for node, node_keys in zip(nodes, keys, strict=True):
+        across_samples = isinstance(node.estimator.baseline, LeaveOneOut)  # type: ignore[union-attr]
+        for i, cost in enumerate(costs):
+            node_map = cost.maps.get(node)
+            if node_map is None or (across_samples and 0 not in node_map):
+                continue
+            if (i, node_map) not in rows:
+                rows[i, node_map] = _on_node(cost.value.detach(), node_map, like.shape)
+            node_keys.append((i, node_map))
+    if rows:
+        values = torch.stack([row.expand_as(like) for row in rows.values()])
+        membership = _membership(keys, list(rows), values)  # (nodes, rows)
+        downstream = torch.tensordot(membership, values, dims=1)  # R_w: (nodes, *shape)
+    else:
+        downstream = torch.zeros_like(log_probs)
     total = torch.zeros_like(like)
-    for node, log_prob, cost in zip(nodes, log_probs, downstream, strict=True):
+    for node, node_log_prob, cost in zip(nodes, log_probs, downstream, strict=True):
         baseline = _baseline_values(node.estimator.baseline, cost, node.mask)  # type: ignore[union-attr]
-        total = total + (1 - _magic_box(log_prob)) * baseline.detach()
+        total = total + (1 - _magic_box(node_log_prob)) * baseline.detach()
         if baseline.requires_grad:  # a learned baseline: minimise (R_w - b_w)^2
             squared_error = (cost - baseline) ** 2
             if node.mask is not None:
                 squared_error = torch.where(node.mask, squared_error, 0.0)
             total = total + (squared_error - squared_error.detach())
     return total
+
+
+def _on_cost(log_prob: Tensor, node_map: DimMap, shape: torch.Size) -> Tensor:
+    """A node's log-probabilities as they enter a cost of ``shape``: summed over the node
+    dimensions the cost's map does not keep, the others placed at the cost dimensions that
+    keep them, size 1 elsewhere (so it broadcasts to the cost)."""
+    kept = [(j, d) for j, d in enumerate(node_map) if d is not None]
+    summed_over = tuple(d for d in range(log_prob.dim()) if d not in {d for _, d in kept})
+    reduced = log_prob.sum(summed_over) if summed_over else log_prob  # kept dims, node order
+    order = sorted(d for _, d in kept)
+    placed = reduced.permute([order.index(d) for _, d in kept])  # kept dims, cost order
+    target = [1] * len(shape)
+    for (j, _), size in zip(kept, placed.shape, strict=True):
+        target[j] = size
+    return placed.reshape(target)
+
+
+def _on_node(cost: Tensor, node_map: DimMap, shape: torch.Size) -> Tensor:
+    """A cost moved onto a node's elements (``shape``): summed over the cost dimensions its map
+    does not keep, the others placed at the node dimensions they keep, size 1 elsewhere."""
+    kept = [(j, d) for j, d in enumerate(node_map) if d is not None]
+    summed_over = tuple(j for j in range(cost.dim()) if j not in {j for j, _ in kept})
+    reduced = cost.sum(summed_over) if summed_over else cost  # kept dims, cost order
+    by_node = sorted(range(len(kept)), key=lambda k: kept[k][1])
+    placed = reduced.permute(by_node)  # kept dims, node order
+    target = [1] * len(shape)
+    for k, size in zip(by_node, placed.shape, strict=True):
+        target[kept[k][1]] = size
+    return placed.reshape(target)
+
+
+def _sample_maps(
+    node: Node, sample_ndim: int, recorded: list[tuple[Tensor, dict[Node, DimMap]]]
+) -> dict[Node, DimMap]:
+    """The dimension maps of a node's sample: element by element with itself along its
+    sample and batch dimensions; with each parent, along the batch dimensions in which the
+    distribution's parameter tensors keep the parent's elements apart (all of them must)."""
+    value, batch_shape = node.value, node.distribution.batch_shape
+    batch = len(batch_shape)
+    candidates: dict[Node, list[DimMap]] = {}
+    for tensor, record in recorded:
+        aligned = tensor.dim() >= batch and tensor.shape[:batch] == batch_shape
+        for parent, parent_map in record.items():
+            kept = parent_map[:batch] if aligned else (None,) * batch
+            rest = (None,) * (value.dim() - sample_ndim - batch)
+            candidates.setdefault(parent, []).append(((None,) * sample_ndim) + kept + rest)
+    maps = {parent: alignment.agreed(found) for parent, found in candidates.items()}
+    own = sample_ndim + batch
+    maps[node] = (*range(own), *(None,) * (value.dim() - own))
+    return maps
+
+
+def _declared_map(node: Node, value: Tensor) -> DimMap:
+    """A declared dependency (``depends_on``) is element-wise along the dimensions the cost
+    shares with the node's log-probabilities, aligned from the left (docstring, "Shapes")."""
+    like = node.log_prob if node.log_prob is not None else node.value
+    declared = []
+    for j, size in enumerate(value.shape):
+        target = like.shape[j] if j < like.dim() else None
+        if target is not None and size not in (1, target) and target != 1:
+            raise ValueError(
+                f"a cost of shape {tuple(value.shape)} does not match the shape "
+                f"{tuple(like.shape)} of node {node.name!r} it depends on (dimensions align from "
+                "the left: dimension 0 is the joint samples or the batch); reshape or sum it first"
+            )
+        declared.append(j if target == size else None)
+    return tuple(declared)
 
 
 def _baseline_values(baseline: Baseline, downstream: Tensor, mask: Tensor | None) -> Tensor:

@@ -16,6 +16,8 @@ from torch.distributions import (
     OneHotCategorical,
 )
 
+from samplegrad._internal.shapes import sum_rightmost
+
 DISCRETE_CHOICE = (Bernoulli, Categorical, OneHotCategorical)
 """The families the relaxation and straight-through estimators understand."""
 
@@ -34,7 +36,8 @@ def is_discrete_choice(dist: Distribution) -> bool:
 
 def log_prob(dist: Distribution, value: Tensor) -> Tensor:
     """``dist.log_prob(value)``, also for an empty batch: torch's ``Independent.log_prob``
-    reshapes its sum to ``(..., -1)``, which is ambiguous for zero elements."""
-    if value.numel() == 0:
-        return value.new_zeros(value.shape[: value.dim() - len(dist.event_shape)])
+    reshapes its sum to ``(..., -1)``, which is ambiguous for zero elements, so the reinterpreted
+    dimensions are summed here (and the result stays attached to the parameters)."""
+    if isinstance(dist, Independent):
+        return sum_rightmost(log_prob(dist.base_dist, value), dist.reinterpreted_batch_ndims)
     return dist.log_prob(value)

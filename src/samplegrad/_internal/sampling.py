@@ -162,14 +162,25 @@ def draw(
 ) -> Tensor:
     """``dist.rsample(sample_shape)`` or ``dist.sample(sample_shape)``, from ``generator``.
 
-    With ``reparameterized=False`` the result carries no gradient.
+    With ``reparameterized=False`` the result carries no gradient. A family that torch cannot
+    sample in the parameters' dtype (float16 or bfloat16 ``Gamma``, ``Beta``, ``Dirichlet``,
+    ``Binomial`` on a CPU) raises a ``TypeError`` that says which dtypes to use.
     """
-    if generator is None:
-        return dist.rsample(sample_shape) if reparameterized else dist.sample(sample_shape)
-    if reparameterized:
-        return _rsample(dist, sample_shape, generator)
-    with torch.no_grad():
-        return _sample(dist, sample_shape, generator)
+    try:
+        if generator is None:
+            return dist.rsample(sample_shape) if reparameterized else dist.sample(sample_shape)
+        if reparameterized:
+            return _rsample(dist, sample_shape, generator)
+        with torch.no_grad():
+            return _sample(dist, sample_shape, generator)
+    except NotImplementedError as error:
+        if "not implemented for '" not in str(error):  # torch's words for a missing dtype kernel
+            raise
+        raise TypeError(
+            f"{type(dist).__name__} samples only in float32 and float64 on this device (torch: "
+            f"{error}); build it from float32 parameters (e.g. params.float()), and cast inside "
+            "f if the rest of the model is in lower precision"
+        ) from error
 
 
 def _rsample(dist: Distribution, sample_shape: torch.Size, generator: Generator) -> Tensor:
@@ -203,7 +214,7 @@ def bernoulli(probs: Tensor, sample_shape: tuple[int, ...], generator: Generator
         return _per_replica(
             generator, len(sample_shape), lambda r, g: bernoulli(probs[r], sample_shape, g)
         )
-    expanded = probs.detach().expand(*sample_shape, *probs.shape)
+    expanded = probs.detach().expand((*sample_shape, *probs.shape))
     return torch.bernoulli(expanded, generator=unsharded(generator))
 
 
@@ -221,7 +232,7 @@ def categorical_indices(
     probs_2d = probs.reshape(-1, num_categories)
     draws = math.prod(sample_shape)
     indices = torch.multinomial(probs_2d, draws, True, generator=unsharded(generator)).T
-    return indices.reshape(*sample_shape, *probs.shape[:-1])
+    return indices.reshape((*sample_shape, *probs.shape[:-1]))
 
 
 def standard_normal(shape: torch.Size, like: Tensor, generator: Generator | None) -> Tensor:

@@ -8,12 +8,13 @@ inside ``torch.compile``, where a data-dependent branch would break the graph.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Independent
+from torch.distributions import Categorical, Distribution, Independent, OneHotCategorical
 
 from samplegrad._internal.sampling import Generator, ReplicaGenerators
 
@@ -49,33 +50,79 @@ def check_distribution(dist: object) -> Distribution:
 
 
 def check_finite_parameters(dist: Distribution) -> None:
-    """Raise ``ValueError`` if a parameter of ``dist`` holds NaN or inf.
+    """Raise ``ValueError`` if a parameter of ``dist`` holds NaN or inf (a categorical's logits
+    may be ``-inf``: a masked class, of probability 0, as ``torch.distributions`` accepts).
 
     ``torch.distributions`` rejects NaN at construction but lets inf through (``constraints.real``
     only tests ``x == x``); an infinite logit or location makes every estimator return NaN.
     """
-    if not values_are_checked(dist):
+    if not values_are_checked(dist) or _surely_finite(v for _, v in parameter_tensors(dist)):
         return
-    parameters = parameter_tensors(dist)
-    # One reduction and host read per parameter: a sum is finite iff every term is, unless it
-    # overflows, which the exact per-parameter test below tells apart. (Adding the sums as
-    # Python floats is cheaper than adding them as tensors.)
-    if math.isfinite(sum(value.detach().sum().item() for _, value in parameters)):
+    problem = nonfinite_parameter(dist)
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def check_finite_state(estimator: torch.nn.Module) -> None:
+    """Raise ``ValueError`` if a trained parameter of ``estimator`` (REBAR's temperature, a
+    learned control or baseline) holds NaN or inf, which would make every surrogate NaN."""
+    named = list(estimator.named_parameters())
+    if not values_are_checked() or _surely_finite(value for _, value in named):
         return
-    for name, value in parameters:
+    for name, value in named:
         if not bool(torch.isfinite(value).all()):
             raise ValueError(
+                f"{type(estimator).__name__}'s parameter {name} holds NaN or inf, so its "
+                "training diverged; restore the estimator from a checkpoint and lower the "
+                "learning rate or clip the gradients"
+            )
+
+
+def _surely_finite(tensors: Iterable[Tensor]) -> bool:
+    """Whether every value is finite, read cheaply: one reduction and host read per tensor. A
+    sum is finite iff every term is, unless it overflows, which the exact test of the caller
+    tells apart. (Adding the sums as Python floats is cheaper than adding them as tensors.)"""
+    return math.isfinite(sum(value.detach().sum().item() for value in tensors))
+
+
+def nonfinite_parameter(dist: Distribution) -> str | None:
+    """What is wrong with ``dist``'s parameter values (a sentence naming the parameter and the
+    fix), or ``None`` if every one is finite (a categorical's logits: finite or ``-inf``)."""
+    masks_classes = isinstance(_innermost(dist)[0], Categorical)
+    for name, value in parameter_tensors(dist):
+        if masks_classes and name.endswith("logits"):
+            # The logits are normalised: a row of -inf only (no class left) has become NaN.
+            if bool((torch.isnan(value) | (value == math.inf)).any()):
+                return (
+                    f"dist.{name} contains NaN or +inf; categorical logits may be -inf to mask "
+                    "a class, but every row needs a finite logit (a class that can be drawn)"
+                )
+        elif not bool(torch.isfinite(value).all()):
+            return (
                 f"dist.{name} contains NaN or inf; every estimator needs finite parameters "
                 "(clamp logits, e.g. logits.clamp(-30, 30), or check the layer producing them)"
             )
+    return None
+
+
+@contextlib.contextmanager
+def explained_failures(dist: Distribution) -> Iterator[None]:
+    """Turn torch's raw error about invalid parameter values (``"invalid multinomial
+    distribution"``, where value checks are off) into :func:`nonfinite_parameter`'s
+    ``ValueError``; any other error passes unchanged. Costs nothing unless something fails."""
+    try:
+        yield
+    except RuntimeError as error:
+        problem = nonfinite_parameter(dist)
+        if problem is None:
+            raise
+        raise ValueError(problem) from error
 
 
 def parameter_tensors(dist: Distribution) -> list[tuple[str, Tensor]]:
     """The parameter tensors ``dist`` was built from, by name: not the ones it derives lazily
     (a ``Bernoulli`` built from logits computes ``probs`` on first use and keeps it)."""
-    prefix = ""
-    while isinstance(dist, Independent):
-        dist, prefix = dist.base_dist, prefix + "base_dist."
+    dist, prefix = _innermost(dist)
     given = dist.__dict__.get("_param")  # the one of probs/logits given, where that is a choice
     return [
         (prefix + name, value)
@@ -84,6 +131,19 @@ def parameter_tensors(dist: Distribution) -> list[tuple[str, Tensor]]:
         and value.is_floating_point()
         and (given is None or value is given)
     ]
+
+
+def _innermost(dist: Distribution) -> tuple[Distribution, str]:
+    """The distribution that holds ``dist``'s parameter tensors and the attribute path to it:
+    through ``Independent`` wrappers, and into the ``Categorical`` that a ``OneHotCategorical``
+    keeps (whose ``logits`` and ``probs`` it shows as its own)."""
+    prefix = ""
+    while isinstance(dist, Independent | OneHotCategorical):
+        if isinstance(dist, Independent):
+            dist, prefix = dist.base_dist, prefix + "base_dist."
+        else:
+            dist = dist._categorical
+    return dist, prefix
 
 
 def check_generator(generator: object, dist: Distribution) -> Generator | None:

@@ -113,3 +113,9 @@ def categories(dist: Distribution) -> Categories:
         family = "one-hot" if isinstance(base, OneHotCategorical) else "categorical"
     log_probs = log_probs.reshape(*shape, log_probs.shape[-1])
     return Categories(log_probs, dist.batch_shape, product_shape, family)
+
+
+def unmasked(values: Tensor, log_probs: Tensor) -> Tensor:
+    """``values`` with 0 at the classes of probability zero (``log_probs = -inf``: masked
+    choices), where a difference of two infinities would be NaN."""
+    return torch.where(torch.isneginf(log_probs.detach()), torch.zeros_like(values), values)

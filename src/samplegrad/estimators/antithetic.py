@@ -44,6 +44,7 @@ from torch.distributions import Bernoulli, Distribution
 
 from samplegrad._internal.families import base_distribution
 from samplegrad._internal.sampling import open_uniform
+from samplegrad._internal.shapes import sum_after
 from samplegrad.estimators.base import Cost, Estimator
 from samplegrad.estimators.catalog import register
 
@@ -77,8 +78,8 @@ class Antithetic(Estimator):
         difference = (costs[:pairs] - costs[pairs:]).detach()  # f(b) - f(b~), shape (K, *B)
         difference = difference.reshape(*difference.shape, *(1,) * len(dist.event_shape))
         gradient = (0.5 * difference * self.weight(u, b, b_anti, phi)).mean(0).to(logits.dtype)
-        attached = (gradient * (logits - phi)).reshape(*dist.batch_shape, -1)
-        return costs.mean(0) + attached.sum(-1)
+        attached = sum_after(gradient * (logits - phi), len(dist.batch_shape))
+        return costs.mean(0) + attached
 
     def weight(self, u: Tensor, b: Tensor, b_anti: Tensor, phi: Tensor) -> Tensor:
         """The factor ``w_d`` in the pair estimate ``g_d = 1/2 (f(b) - f(b~)) w_d``."""

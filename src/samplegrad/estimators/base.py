@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from samplegrad._internal import replicas
 from samplegrad._internal import validation as _validation
 from samplegrad._internal.families import base_distribution, is_discrete_choice
 from samplegrad.estimators import catalog
@@ -67,6 +68,14 @@ class Estimator(nn.Module):
             True for child in self.children() for _ in (*child.parameters(), *child.buffers())
         )
 
+    @property
+    def pools_across_batch(self) -> bool:
+        """Whether the estimate for one batch element depends on the samples of the others
+        (the score function's ``coefficient="optimal"``, estimated from the whole batch), so
+        that the elements of one call are not independent estimates. A baseline from earlier
+        calls (a moving average) does not pool: within a call it is a constant."""
+        return False
+
     def handles(self, dist: Distribution) -> bool:
         """Whether this instance, as configured, can handle ``dist``: :meth:`supports`, narrowed
         by options that need more of the family (the score function's delta control variate)."""
@@ -103,7 +112,10 @@ class Estimator(nn.Module):
             raise TypeError(unsupported_message(self.name, dist))
         num_samples = self.check_num_samples(num_samples)
         cost, generator = _validation.check_arguments(f, dist, generator)
-        return self.estimate(cost, dist, num_samples, generator)
+        _validation.check_finite_state(self)
+        replicas.check_estimator(self)
+        with _validation.explained_failures(dist):
+            return self.estimate(cost, dist, num_samples, generator)
 
     def estimate(
         self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None

@@ -168,10 +168,16 @@ AUTO = "auto"
 """The name that lets :func:`auto` choose."""
 
 
-def auto(dist: Distribution, num_samples: int) -> str:
+def auto(dist: Distribution, num_samples: int, *, stateless: bool = False) -> str:
     """The catalog name ``estimator="auto"`` stands for: ``"pathwise"`` where
     ``dist.has_rsample``, else the score function with a leave-one-out baseline for
-    ``num_samples >= 2`` (``"score-loo"``), else with a moving average (``"score-ma"``)."""
+    ``num_samples >= 2`` (``"score-loo"``). With one sample a baseline must come from earlier
+    calls: a moving average (``"score-ma"``) where the caller builds the estimator once and keeps
+    it (a model or a trainer, which saves it in its ``state_dict``); with ``stateless=True``,
+    for callers that resolve ``"auto"`` at every call and so could only hide the state
+    (``sg.expectation``, ``sg.Graph``), the score function without a baseline (``"score"``)."""
     if dist.has_rsample:
         return "pathwise"
-    return "score-loo" if num_samples >= 2 else "score-ma"
+    if num_samples >= 2:
+        return "score-loo"
+    return "score" if stateless else "score-ma"

@@ -77,8 +77,10 @@ from torch.distributions import Bernoulli, Distribution
 from torch.nn import functional as F
 
 from samplegrad._internal import validation as _validation
+from samplegrad._internal.autograd import gradient as gradient_of
 from samplegrad._internal.families import base_distribution
 from samplegrad._internal.sampling import open_uniform
+from samplegrad._internal.shapes import sum_after
 from samplegrad.estimators.base import Cost, DiscreteChoiceEstimator
 from samplegrad.estimators.catalog import register
 from samplegrad.estimators.relaxed import hard_bernoulli, hard_one_hot
@@ -124,21 +126,6 @@ def relax(z: Tensor, temperature: Tensor | float, *, binary: bool) -> Tensor:
     return torch.sigmoid(z / temperature) if binary else torch.softmax(z / temperature, -1)
 
 
-def _gradient(output: Tensor, wrt: Tensor, *, create_graph: bool) -> Tensor:
-    """``d output.sum() / d wrt``; zeros when ``output`` does not depend on ``wrt``."""
-    if not output.requires_grad:
-        return torch.zeros_like(wrt)
-    (gradient,) = torch.autograd.grad(
-        output.sum(), wrt, create_graph=create_graph, materialize_grads=True
-    )
-    return gradient
-
-
-def _sum_event(values: Tensor, batch_shape: torch.Size) -> Tensor:
-    """Sum over the dimensions after ``batch_shape`` (none for a scalar event)."""
-    return values.reshape(*batch_shape, -1).sum(-1)
-
-
 class RelaxedControlVariate(DiscreteChoiceEstimator):
     """The estimator ``g`` of the module docstring, for a control given by a subclass.
 
@@ -147,9 +134,10 @@ class RelaxedControlVariate(DiscreteChoiceEstimator):
     """
 
     def control_variate(
-        self, cost: Cost, z: Tensor, *, binary: bool, batch_shape: torch.Size
+        self, cost: Cost, z: Tensor, *, binary: bool, batch_shape: torch.Size, dtype: torch.dtype
     ) -> Tensor:
-        """``c(z)`` of shape ``(S, *batch_shape)`` for perturbed logits ``z``."""
+        """``c(z)`` of shape ``(S, *batch_shape)`` for perturbed logits ``z``; relaxed samples
+        reach ``f`` or the control in the distribution's ``dtype``."""
         raise NotImplementedError
 
     def estimate(
@@ -157,14 +145,18 @@ class RelaxedControlVariate(DiscreteChoiceEstimator):
     ) -> Tensor:
         binary = isinstance(base_distribution(dist), Bernoulli)
         logits = base_distribution(dist).logits  # (*B, *E) or (*B, *E, K)
+        if not binary:
+            logits = finite_stand_ins(logits)
         noise_shape = torch.Size((num_samples, *logits.shape))
         u = open_uniform(noise_shape, logits, generator)
         v = open_uniform(noise_shape, logits, generator)
         # A fresh leaf: g is computed against it, so no term below reaches the model directly.
-        leaf = logits.detach().requires_grad_(torch.is_grad_enabled())
+        # Low precision computes g in float32 (open_uniform's dtype): z / temperature and its
+        # derivatives overflow float16 for logits of a few thousand.
+        leaf = logits.detach().to(u.dtype).requires_grad_(torch.is_grad_enabled())
         z = perturbed_logits(leaf, u, binary=binary)
         hard = hard_sample(z, binary=binary)
-        costs = cost(hard)
+        costs = cost(hard.to(logits.dtype))
         if not leaf.requires_grad:  # under no_grad or inference_mode: the value only
             return costs.mean(0)
 
@@ -172,23 +164,44 @@ class RelaxedControlVariate(DiscreteChoiceEstimator):
         z_tilde = conditional_perturbed_logits(leaf, hard, v, binary=binary)
         # One call of the control on z and z~ stacked (f accepts any leading size).
         c_z, c_tilde = self.control_variate(
-            cost, torch.cat([z, z_tilde]), binary=binary, batch_shape=dist.batch_shape
+            cost,
+            torch.cat([z, z_tilde]),
+            binary=binary,
+            batch_shape=dist.batch_shape,
+            dtype=logits.dtype,
         ).split(num_samples)
         # sum_s [grad c(z_s) - grad c(z~_s)], differentiable w.r.t. the control's parameters.
-        pathwise = _gradient(c_z - c_tilde, leaf, create_graph=bool(trainable))
+        pathwise = gradient_of(c_z - c_tilde, leaf, create_graph=bool(trainable))
         event_dims = logits.dim() - len(dist.batch_shape)
         weight = (costs.detach() - c_tilde).reshape(*costs.shape, *(1,) * event_dims)
         score = hard - (torch.sigmoid(leaf) if binary else torch.softmax(leaf, -1)).detach()
         gradient = ((weight * score).sum(0) + pathwise) / num_samples  # g, shape of logits
 
-        injected = _sum_event(logits * gradient.detach(), dist.batch_shape)
+        batch_ndims = len(dist.batch_shape)
+        injected = sum_after(logits * gradient.detach().to(logits.dtype), batch_ndims)
         surrogate = costs.mean(0) + (injected - injected.detach())
-        variance = _sum_event(gradient.pow(2), dist.batch_shape)  # V per batch element
+        variance = sum_after(gradient.pow(2), batch_ndims)  # V per batch element
         if trainable and variance.requires_grad:
             grads = torch.autograd.grad(variance.sum(), trainable, materialize_grads=True)
             pull = sum((p * g).sum() for p, g in zip(trainable, grads, strict=True))
-            surrogate = surrogate + (pull - pull.detach()) / max(surrogate.numel(), 1)
+            spread = (pull - pull.detach()) / max(surrogate.numel(), 1)
+            surrogate = surrogate + spread.to(surrogate.dtype)
         return surrogate
+
+
+def finite_stand_ins(logits: Tensor) -> Tensor:
+    """Categorical ``logits`` (last dimension) with each ``-inf``, a masked class, replaced by
+    a finite stand-in that behaves the same: its probability is 0 in the dtype, no Gumbel
+    perturbation lifts it to the argmax, and it carries no gradient. The relaxations and their
+    derivatives (``z / temperature``, ``d/d temperature``) then stay finite where ``-inf``
+    would give ``-inf * 0 = NaN``. The stand-in lies ``gap`` below the row's smallest finite
+    logit, with ``exp(-gap)`` below the dtype's smallest normal number squared and ``gap``
+    above the 21 that separates the largest from the smallest float32 Gumbel noise."""
+    masked = logits == -math.inf
+    finfo = torch.finfo(logits.dtype)
+    gap = max(-2.0 * math.log(finfo.tiny), 64.0)
+    lowest = logits.detach().masked_fill(masked, finfo.max).amin(-1, keepdim=True)
+    return torch.where(masked, lowest - gap, logits)
 
 
 @register
@@ -222,9 +235,9 @@ class REBAR(RelaxedControlVariate):
         return self.log_temperature.exp()
 
     def control_variate(
-        self, cost: Cost, z: Tensor, *, binary: bool, batch_shape: torch.Size
+        self, cost: Cost, z: Tensor, *, binary: bool, batch_shape: torch.Size, dtype: torch.dtype
     ) -> Tensor:
-        return self.eta * cost(relax(z, self.temperature, binary=binary))
+        return self.eta * cost(relax(z, self.temperature, binary=binary).to(dtype))
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature.item():g}, eta={self.eta.item():g}"
@@ -261,7 +274,7 @@ class RELAX(RelaxedControlVariate):
         self.control = control
 
     def control_variate(
-        self, cost: Cost, z: Tensor, *, binary: bool, batch_shape: torch.Size
+        self, cost: Cost, z: Tensor, *, binary: bool, batch_shape: torch.Size, dtype: torch.dtype
     ) -> Tensor:
         control = _validation.checked_cost(self.control, batch_shape, name="control")
-        return control(relax(z, 1.0, binary=binary))
+        return control(relax(z, 1.0, binary=binary).to(dtype))

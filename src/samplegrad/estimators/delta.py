@@ -49,8 +49,12 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 from torch.distributions import Categorical, Distribution
+from torch.distributions.utils import lazy_property
 
-from samplegrad._internal.families import base_distribution
+from samplegrad._internal.autograd import gradient as derivative
+from samplegrad._internal.families import base_distribution, log_prob
+from samplegrad._internal.scans import leave_one_out_sum
+from samplegrad._internal.shapes import sum_after, sum_rightmost
 from samplegrad._internal.validation import parameter_tensors
 
 Coefficient = float | Literal["optimal"]
@@ -100,42 +104,42 @@ def delta_control_variate(
     points.requires_grad_(True)
     with torch.enable_grad():
         values = f(points)
-        (gradient,) = _grad(values.sum(), points, create_graph=True)
-        (hessian_directions,) = _grad((gradient * directions).sum(), points)
+        if not values.requires_grad:
+            raise ValueError(
+                "control_variate='delta' needs f to be twice differentiable in z, but f's output "
+                "does not depend differentiably on its input (a step function, or values "
+                "computed outside torch); use a baseline instead"
+            )
+        # A zero or absent second derivative (f linear or piecewise linear in z) is zero.
+        gradient = _differentiated(values, points, create_graph=True)
+        hessian_directions = _differentiated(gradient * directions, points)
     value_at_centre = values[0].detach()
     gradient = gradient[0].detach()
     hessian_diagonal = (hessian_directions[:num_coordinates] * axes).sum(0)
-    linear = sum_event(gradient * offsets, event_ndims)
-    quadratic = 0.5 * sum_event(offsets * hessian_directions[num_coordinates:], event_ndims)
+    linear = sum_rightmost(gradient * offsets, event_ndims)
+    quadratic = 0.5 * sum_rightmost(offsets * hessian_directions[num_coordinates:], event_ndims)
     h = value_at_centre + linear + quadratic
-    expectation_term = sum_event(gradient * (mean - centre), event_ndims) + 0.5 * sum_event(
+    expectation_term = sum_rightmost(gradient * (mean - centre), event_ndims) + 0.5 * sum_rightmost(
         hessian_diagonal * (variance - variance.detach()), event_ndims
     )
     slopes = gradient + hessian_directions[num_coordinates:]
     return DeltaControl(h, slopes, expectation_term)
 
 
-def sum_event(x: Tensor, event_ndims: int) -> Tensor:
-    """Sum over the trailing event dimensions (``x.sum(())`` would sum over all of them)."""
-    return x.sum(tuple(range(-event_ndims, 0))) if event_ndims else x
-
-
-def _grad(output: Tensor, point: Tensor, *, create_graph: bool = False) -> tuple[Tensor, ...]:
+def _differentiated(output: Tensor, points: Tensor, *, create_graph: bool = False) -> Tensor:
+    """``d output.sum() / d points`` (zeros where it does not depend on them); autograd's
+    failure (an operation without a second derivative) as a ``ValueError``."""
     try:
-        return torch.autograd.grad(output, point, create_graph=create_graph)
+        return derivative(output, points, create_graph=create_graph)
     except RuntimeError as error:
         raise ValueError(
-            "control_variate='delta' needs f to be twice differentiable in z (f's output does "
-            f"not depend differentiably on its input: {error}); use a baseline instead"
+            "control_variate='delta' needs f to be twice differentiable in z (differentiating "
+            f"f failed: {error}); use a baseline instead"
         ) from error
 
 
 def optimal_coefficient(
-    costs: Tensor,
-    controls: Tensor,
-    log_prob: Tensor,
-    expectation_term: Tensor,
-    dist: Distribution,
+    costs: Tensor, controls: Tensor, z: Tensor, expectation_term: Tensor, dist: Distribution
 ) -> Tensor:
     """The variance-minimising ``beta`` for sample ``s``, from the other samples; ``(S, *B)``.
 
@@ -145,55 +149,66 @@ def optimal_coefficient(
     ``beta* = E[f S . (h S - c)] / E[|h S - c|^2]``. Both expectations are estimated from the
     samples ``j != s`` of every batch element (leave-one-out, pooled over the batch: a ratio of
     a few heavy-tailed samples is too noisy to help), so ``beta_s`` is independent of ``z_s``.
+
+    Time and memory are linear in the samples: one backward pass gives every sample's score
+    (:func:`_per_sample_scores`), and the leave-one-out sums are exclusive prefix and suffix
+    sums, which never subtract ``z_s``'s own term (its rounding error would depend on ``z_s``).
+    The coefficient only weights zero-valued terms, so without gradients it is not needed (0).
     """
-    parameters = [value for _, value in parameter_tensors(dist) if value.requires_grad]
-    if not parameters:
+    named = [(name, value) for name, value in parameter_tensors(dist) if value.requires_grad]
+    if not named or not torch.is_grad_enabled():
         return torch.zeros_like(costs)
-    num_samples, batch_ndims = costs.shape[0], len(dist.batch_shape)
-    one_hot = torch.eye(num_samples, dtype=log_prob.dtype, device=log_prob.device)
-    one_hot = one_hot.reshape(num_samples, num_samples, *([1] * batch_ndims))
-    scores = torch.autograd.grad(
-        log_prob,
-        parameters,
-        grad_outputs=one_hot.expand(num_samples, *log_prob.shape),
-        is_grads_batched=True,
-        retain_graph=True,
-    )
+    batch_ndims = len(dist.batch_shape)
+    scores = _per_sample_scores(dist, z, [name for name, _ in named])
     expectation_gradients = torch.autograd.grad(
-        expectation_term.sum(), parameters, retain_graph=True, allow_unused=True
+        expectation_term.sum(), [value for _, value in named], retain_graph=True, allow_unused=True
     )
-    score_norms = sum(_per_batch(score**2, batch_ndims) for score in scores)
+    score_norms = sum(sum_after(score**2, 1 + batch_ndims) for score in scores)
     score_dots = sum(
-        _per_batch(score * gradient, batch_ndims)
+        sum_after(score * gradient, 1 + batch_ndims)
         for score, gradient in zip(scores, expectation_gradients, strict=True)
         if gradient is not None
     )
     gradient_norm = sum(
-        _per_batch(gradient[None] ** 2, batch_ndims)
+        sum_after(gradient[None] ** 2, 1 + batch_ndims)
         for gradient in expectation_gradients
         if gradient is not None
     )
     numerators = costs * controls * score_norms - costs * score_dots
     denominators = controls**2 * score_norms - 2 * controls * score_dots + gradient_norm
-    pooled = tuple(range(1, costs.dim()))
-    numerator = _leave_one_out_sum(numerators.sum(pooled))
-    denominator = _leave_one_out_sum(denominators.sum(pooled))
+    numerator = leave_one_out_sum(sum_after(numerators, 1))
+    denominator = leave_one_out_sum(sum_after(denominators, 1))
     positive = denominator > 0
     beta = torch.where(positive, numerator / torch.where(positive, denominator, 1.0), 0.0)
     return beta.reshape(-1, *([1] * (costs.dim() - 1))).expand_as(costs)
 
 
-def _per_batch(x: Tensor, batch_ndims: int) -> Tensor:
-    """Sum ``(S, *B, *rest)`` over ``rest``: one number per sample and batch element."""
-    return x.sum(tuple(range(1 + batch_ndims, x.dim()))) if x.dim() > 1 + batch_ndims else x
+def _per_sample_scores(dist: Distribution, z: Tensor, names: list[str]) -> list[Tensor]:
+    """``grad log q(z_s)`` w.r.t. the parameter tensors called ``names``, for every sample ``s``:
+    each of shape ``(S, *parameter shape)``, from one backward pass.
 
-
-def _leave_one_out_sum(values: Tensor) -> Tensor:
-    """``sum_{j != s} values_j`` for each ``s``, with an explicit mask rather than by subtracting
-    ``values_s`` from the total: the subtraction's rounding error would depend on sample ``s``
-    and, where the other terms vanish, leave a ratio of rounding errors that is not independent
-    of ``z_s``, which biases the estimate."""
-    num_samples = values.shape[0]
-    others = 1.0 - torch.eye(num_samples, dtype=values.dtype, device=values.device)
-    others = others.reshape(num_samples, num_samples, *([1] * (values.dim() - 1)))
-    return (others * values).sum(1)
+    ``dist.expand((S, *B))`` holds each parameter expanded along the samples, a view of the
+    original: a sample's log-probability depends only on its own slice of it (the coordinates
+    are independent), so the gradient with respect to the view is every sample's score at
+    once, in memory linear in ``S``. Values the family derives lazily from its parameters (a
+    ``Bernoulli``'s ``logits`` from its ``probs``) are dropped from the copy, so they are
+    derived again from the expanded parameters.
+    """
+    try:
+        expanded = dist.expand(torch.Size((z.shape[0], *dist.batch_shape)))
+    except NotImplementedError as error:
+        raise TypeError(
+            f"coefficient='optimal' needs {type(dist).__name__}.expand for the samples' scores; "
+            "use a fixed coefficient"
+        ) from error
+    given = {name.rsplit(".", 1)[-1] for name in names}
+    inner = base_distribution(expanded)
+    for name in type(inner).arg_constraints:
+        if name not in given and isinstance(getattr(type(inner), name, None), lazy_property):
+            inner.__dict__.pop(name, None)
+    views = [inner.__dict__[name.rsplit(".", 1)[-1]] for name in names]
+    return list(
+        torch.autograd.grad(
+            log_prob(expanded, z).sum(), views, retain_graph=True, materialize_grads=True
+        )
+    )

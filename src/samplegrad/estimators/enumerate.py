@@ -12,7 +12,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from samplegrad._internal.families import base_distribution
+from samplegrad._internal.families import base_distribution, log_prob
+from samplegrad._internal.sampling import draw
 from samplegrad.estimators.base import Cost, Estimator
 from samplegrad.estimators.catalog import register
 
@@ -43,12 +44,16 @@ class Enumerate(Estimator):
         self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
     ) -> Tensor:
         support = self.support(dist)
-        probabilities = dist.log_prob(support).exp()
+        probabilities = log_prob(dist, support).exp()
         return (probabilities * cost(support)).sum(0)
 
     def support(self, dist: Distribution) -> Tensor:
-        """Every point of the support, shape ``(N, *B, *E)``."""
+        """Every point of the support, shape ``(N, *B, *E)``; for an empty batch, one point
+        (a support that varies over the batch, a ``Binomial``'s, has no size without elements)."""
         base = base_distribution(dist)
+        if dist.batch_shape.numel() == 0:
+            point = draw(base, torch.Size((1,)), None, reparameterized=False)
+            return point.reshape(1, *dist.batch_shape, *dist.event_shape)
         values = base.enumerate_support(expand=False)  # (K, 1, ..., 1, *base_event)
         num_values = values.shape[0]
         values = values.reshape(num_values, *base.event_shape)

@@ -119,7 +119,7 @@ class MeasureValued(Estimator):
             [mu + sigma * weibull_plus, mu - sigma * weibull_minus, mu + sigma * maxwell]
         )  # (3, S, *B, D)
         points = _perturb_each(base, perturbed)  # (1 + 3D, S, *B, D)
-        costs = cost(points.reshape(-1, *batch_shape, *event_shape))
+        costs = cost(points.reshape((1 + 3 * dim) * num_samples, *batch_shape, *event_shape))
         costs = costs.reshape(1 + 3 * dim, num_samples, *batch_shape)
 
         base_costs = costs[0].detach()

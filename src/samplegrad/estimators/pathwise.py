@@ -26,13 +26,10 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from samplegrad._internal.sampling import draw
+from samplegrad._internal.shapes import sum_rightmost
 from samplegrad.estimators.base import Cost, Estimator
 from samplegrad.estimators.catalog import register, register_variant
-from samplegrad.estimators.delta import (
-    delta_control_variate,
-    has_independent_numeric_coordinates,
-    sum_event,
-)
+from samplegrad.estimators.delta import delta_control_variate, has_independent_numeric_coordinates
 
 CONTROL_VARIATES = ("delta",)
 
@@ -81,7 +78,7 @@ class Pathwise(Estimator):
         if self.control_variate is None:
             return surrogate
         _, slopes, expectation_term = delta_control_variate(cost, dist, z)
-        path = sum_event(slopes * (z - z.detach()), len(dist.event_shape)).mean(0)
+        path = sum_rightmost(slopes * (z - z.detach()), len(dist.event_shape)).mean(0)
         return surrogate + self.coefficient * (expectation_term - path)
 
 

@@ -96,7 +96,7 @@ def sample_straight_through(
     ``binary=True``: independent Bernoulli(``probs``); otherwise one-hot categorical samples over
     the last dimension.
     """
-    expanded = probs.expand(*sample_shape, *probs.shape)
+    expanded = probs.expand((*sample_shape, *probs.shape))
     if binary:
         hard = bernoulli(probs, sample_shape, generator)
     else:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from samplegrad._internal.families import log_prob
 from samplegrad._internal.sampling import draw
 from samplegrad._internal.validation import check_num_samples
 from samplegrad.estimators.base import Cost, Estimator, zero_with_gradient_of
@@ -98,6 +99,11 @@ class ScoreFunction(Estimator):
             self.control_variate is None or has_independent_numeric_coordinates(dist)
         )
 
+    @property
+    def pools_across_batch(self) -> bool:
+        """With ``coefficient="optimal"``: ``beta`` is estimated from every batch element."""
+        return self.control_variate is not None and self.coefficient == "optimal"
+
     def check_num_samples(self, num_samples: object) -> int:
         num_samples = super().check_num_samples(num_samples)
         check_baseline_samples(self.baseline, num_samples)
@@ -113,16 +119,13 @@ class ScoreFunction(Estimator):
         baseline_module = self.baseline
         z = draw(dist, torch.Size((num_samples,)), generator, reparameterized=False)
         costs = cost(z)
-        log_prob = dist.log_prob(z)
-        score = zero_with_gradient_of(log_prob)
+        score = zero_with_gradient_of(log_prob(dist, z))
         if self.control_variate is None and baseline_module is None:
             return (costs + costs.detach() * score).mean(0)
         surrogate = costs.mean(0)
         residuals = costs.detach()
         if self.control_variate is not None:
-            residuals, expectation_term = self._subtract_control_variate(
-                cost, dist, z, residuals, log_prob
-            )
+            residuals, expectation_term = self._subtract_control_variate(cost, dist, z, residuals)
             surrogate = surrogate + expectation_term
         if baseline_module is None:
             return surrogate + (residuals * score).mean(0)
@@ -134,12 +137,12 @@ class ScoreFunction(Estimator):
         return surrogate
 
     def _subtract_control_variate(
-        self, cost: Cost, dist: Distribution, z: Tensor, costs: Tensor, log_prob: Tensor
+        self, cost: Cost, dist: Distribution, z: Tensor, costs: Tensor
     ) -> tuple[Tensor, Tensor]:
         """``f - beta h`` per sample, and the zero-valued term with gradient ``beta grad E[h]``."""
         controls, _, expectation_term = delta_control_variate(cost, dist, z)
         if self.coefficient == "optimal":
-            beta = optimal_coefficient(costs, controls, log_prob, expectation_term, dist)
+            beta = optimal_coefficient(costs, controls, z, expectation_term, dist)
             return costs - beta * controls, beta.mean(0) * expectation_term
         return costs - self.coefficient * controls, self.coefficient * expectation_term
 

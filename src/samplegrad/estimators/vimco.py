@@ -43,7 +43,6 @@ dominates, no overflow, and finite signals when single weights are zero (``l_k =
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import NoReturn
 
 import torch
@@ -51,6 +50,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from samplegrad._internal.sampling import draw
+from samplegrad._internal.scans import exclusive_scans
 from samplegrad.estimators.base import Cost, Estimator, zero_with_gradient_of
 
 _NOT_AN_EXPECTATION = (
@@ -76,25 +76,11 @@ def leave_one_out_bounds(log_weights: Tensor) -> Tensor:
         Shape ``(K, *B)``: ``log (1/K) (sum_{j != k} exp(l_j) + exp(mean_{j != k} l_j))``.
     """
     num_samples = log_weights.shape[0]
-    sum_before, sum_after = _exclusive_scans(log_weights, torch.cumsum, 0.0)
+    sum_before, sum_after = exclusive_scans(log_weights, torch.cumsum, 0.0)
     others_mean = (sum_before + sum_after) / (num_samples - 1)
-    log_sum_before, log_sum_after = _exclusive_scans(log_weights, torch.logcumsumexp, -math.inf)
+    log_sum_before, log_sum_after = exclusive_scans(log_weights, torch.logcumsumexp, -math.inf)
     terms = torch.stack([log_sum_before, log_sum_after, others_mean])
     return torch.logsumexp(terms, 0) - math.log(num_samples)
-
-
-def _exclusive_scans(
-    x: Tensor, scan: Callable[[Tensor, int], Tensor], identity: float
-) -> tuple[Tensor, Tensor]:
-    """``scan`` of ``x_0..x_{k-1}`` and of ``x_{k+1}..x_{K-1}`` for each ``k`` along dim 0.
-
-    ``scan`` is an inclusive scan (``torch.cumsum``, ``torch.logcumsumexp``) whose empty
-    reduction is ``identity``; combining the two never subtracts, so it cannot cancel.
-    """
-    pad = torch.full_like(x[:1], identity)
-    before = scan(torch.cat([pad, x[:-1]]), 0)
-    after = scan(torch.cat([pad, x.flip(0)[:-1]]), 0).flip(0)
-    return before, after
 
 
 class VIMCO(Estimator):
