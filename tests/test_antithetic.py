@@ -14,6 +14,8 @@ from samplegrad.estimators.antithetic import ARM, DisARM
 from problems import BernoulliToy, RecordingCost, three_dimensional_bernoulli
 from stats import assert_mean_close, assert_variance_close
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ESTIMATORS = {"arm": ARM, "disarm": DisARM}
 
 

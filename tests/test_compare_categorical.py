@@ -18,6 +18,8 @@ from samplegrad.lab.compare.runner import Bernoulli3D, CategoricalProduct, compa
 
 from stats import Z_MEAN, Z_VARIANCE
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 BIASED = ("straight-through", "reinmax", "gumbel", "gumbel-rao")
 
 

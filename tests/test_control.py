@@ -20,6 +20,8 @@ from samplegrad.estimators.control import (
 from problems import BernoulliToy, RecordingCost, three_dimensional_bernoulli
 from stats import assert_mean_close, variance_standard_error
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 KINDS = ["rebar", "relax"]
 CATEGORICAL_LOGITS = (0.3, -0.5, 0.1)
 CATEGORICAL_VALUES = (1.0, -2.0, 0.5)

@@ -11,6 +11,8 @@ import samplegrad as sg
 from problems import GaussianQuadratic, three_dimensional_bernoulli
 from stats import assert_mean_close, assert_variance_close
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_quadratic_cost_has_zero_variance(generator):
     """For a quadratic ``f`` the second-order expansion is exact (``h = f``): with ``beta = 1``

@@ -27,6 +27,8 @@ from samplegrad.lab.compare.runner import BernoulliToy, GaussianQuadratic
 
 from stats import Z_MEAN, Z_VARIANCE
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def assert_matches(
     stats: GradientStats,

@@ -10,6 +10,8 @@ import samplegrad as sg
 
 from problems import BernoulliToy, three_dimensional_bernoulli
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_bernoulli_toy_exact_value_and_gradient():
     problem = BernoulliToy(phi=0.7, t=0.2, repeats=3)

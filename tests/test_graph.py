@@ -25,6 +25,8 @@ from samplegrad.graph import UntracedCostWarning, _baseline_values, depends_on
 
 from stats import assert_mean_close
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 R = 100_000
 DTYPE = torch.float64
 L1 = [0.2, -0.5, 1.0]  # logits of a ~ Categorical(3)

@@ -19,6 +19,8 @@ from samplegrad.estimators.vimco import leave_one_out_bounds
 from problems import RecordingCost
 from stats import assert_mean_close
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # --------------------------------------------------------------------------- Gaussian model
 # p(z) = N(0, 1), p(x | z) = N(x; a z, 1) with x = 1, proposal q = N(mu, sigma^2); the log-weight
 # log p(x, z) - log q(z) closes over q. Every parameter is repeated R times (one gradient

@@ -22,6 +22,8 @@ from samplegrad.estimators.measure_valued import MeasureValued
 from problems import GaussianQuadratic, RecordingCost
 from stats import assert_mean_close, assert_variance_close
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 PROBLEMS = {
     "near": dict(mu=1.5, sigma=0.8, k=0.5),  # a^2 = 1 < 2 s^2 / (4 - pi) = 1.49
     "far": dict(mu=2.0, sigma=0.5, k=0.0),  # a^2 = 4 > 2 s^2 / (4 - pi) = 0.58

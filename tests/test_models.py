@@ -26,6 +26,8 @@ from samplegrad.lab.models import (
 
 from stats import assert_mean_close
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 PIXELS = 12
 
 DISCRETE: dict[str, Callable[[], DiscreteVAE]] = {

@@ -11,6 +11,8 @@ import samplegrad as sg
 from problems import GaussianQuadratic
 from stats import assert_mean_close, assert_variance_close
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_gaussian_quadratic_mean_and_variance(generator):
     problem = GaussianQuadratic()

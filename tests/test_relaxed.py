@@ -16,6 +16,8 @@ import samplegrad as sg
 from problems import BernoulliToy, RecordingCost
 from stats import assert_mean_close
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TEMPERATURE = 0.5
 
 

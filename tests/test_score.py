@@ -17,6 +17,8 @@ from problems import (
 )
 from stats import assert_mean_close, assert_variance_close
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_gaussian_quadratic_mean_and_variance(generator):
     problem = GaussianQuadratic(repeats=400_000)

@@ -8,12 +8,15 @@ estimate is exactly zero, while the pathwise one keeps the score term (Roeder et
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.distributions import Independent, LowRankMultivariateNormal, Normal
 
 import samplegrad as sg
 
 from stats import assert_mean_close
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 A, X = 1.2, 1.0
 POSTERIOR_MEAN, POSTERIOR_STD = A * X / (1 + A**2), (1 / (1 + A**2)) ** 0.5
