@@ -33,6 +33,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import samplegrad as sg
 from samplegrad.diagnostics import measure, measure_batched
 from samplegrad.estimators import catalog
+from samplegrad.graph import _maps
 
 from stats import assert_mean_close
 
@@ -213,6 +214,28 @@ def test_graph_roll_across_the_batch_as_in_the_issue() -> None:
     g.cost(torch.roll(b, 1, 0) * 1.0)
     g.surrogate().backward()
     assert_mean_close(logits.grad.T, torch.full((2,), 0.25, dtype=DTYPE))
+
+
+def test_graph_records_every_role_of_a_tensor_and_assignments() -> None:
+    """``b @ b`` and ``outer(b, b)`` use ``b`` as rows and as columns: every element depends on
+    a whole row and a whole column, so nothing is kept. A value written into a sample's copy
+    makes the copy depend on it densely; into a plain tensor, which cannot record it, refused."""
+    g = sg.Graph()
+    b = g.sample("b", Bernoulli(logits=torch.zeros(3, 3)), "score")
+    assert map_of(b) == (0, 1) and map_of(b.T) == (1, 0) and map_of(b * b) == (0, 1)
+    assert map_of(b @ b) == (None, None) and map_of(torch.outer(b[0], b[0])) == (None, None)
+    copy = b.clone()
+    copy[0] = b[1]
+    assert map_of(copy) == (None, None)
+    plain = torch.zeros(3)
+    with pytest.raises(ValueError, match=r"written into a plain tensor.*zeros_like\(sample\)"):
+        plain[0] = b[1, 0]
+
+
+def map_of(value: Tensor) -> tuple[int | None, ...]:
+    """The dimension map of ``value`` with respect to its one node."""
+    (only,) = _maps(value).values()
+    return only
 
 
 def test_graph_keeps_elementwise_costs_elementwise() -> None:
