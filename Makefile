@@ -38,5 +38,11 @@ cartpole: $(INSTALLED)
 	$(PIP_INSTALL) -e '.[lab,test,rl]'
 	$(BIN)/python benchmarks/cartpole.py --out benchmarks/results
 
+# The documentation site into site/; --strict turns a broken link or reference into an error.
+.PHONY: docs
+docs: $(INSTALLED)
+	$(PIP_INSTALL) -e '.[lab,test,docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
 	rm -rf $(VENV) out report .pytest_cache .ruff_cache

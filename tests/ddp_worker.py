@@ -20,29 +20,28 @@ import torch
 import torch.distributed as dist
 
 from samplegrad import cli
-from samplegrad.lab.training import distributed as distributed
-from samplegrad.lab.training import runs as _runs
-from samplegrad.lab.training import vae as train
+from samplegrad.lab.training import distributed, files, loop
+from samplegrad.lab.training.vae import VAETrainer
 
 
 def main(dump: Path, runs: list[list[str]]) -> int:
     dist.init_process_group(backend="gloo")
     rank = dist.get_rank()
-    loop = train._loop
+    run = loop._run
 
-    def loop_and_dump(run: Any, *args: Any) -> None:
-        loop(run, *args)
-        name = Path(run.config.out).name
-        torch.save(run.model.state_dict(), dump / f"{name}.rank{rank}.pt")
+    def run_and_dump(trainer: Any, *args: Any) -> None:
+        run(trainer, *args)
+        name = Path(trainer.config.out).name
+        torch.save(trainer.model.state_dict(), dump / f"{name}.rank{rank}.pt")
 
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError(f"rank {rank} wrote a file: {args[0]}")
 
-    train._loop = loop_and_dump
+    loop._run = run_and_dump
     code = 0
     if rank:
-        _runs.write_atomic = refuse
-        train._plot = refuse
+        files.write_atomic = refuse
+        VAETrainer.plot = refuse
     try:
         for args in runs:
             if code := cli.main(args):

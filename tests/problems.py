@@ -6,12 +6,20 @@ with ``surrogate.sum().backward()`` yields ``R`` independent gradient estimates.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.distributions import Bernoulli, Independent, Normal
+from torch.distributions import (
+    Bernoulli,
+    Categorical,
+    Distribution,
+    Independent,
+    Normal,
+    OneHotCategorical,
+)
 
 
 @dataclass
@@ -129,3 +137,88 @@ class RecordingCost:
         self.inputs.append(z)
         self.outputs.append(costs)
         return costs
+
+
+# ------------------------------------------------- discrete families, exact by enumeration
+
+
+@dataclass(frozen=True)
+class DiscreteCase:
+    """A discrete-choice family with fixed logits and a non-polynomial cost, for checking an
+    estimator's mean gradient against the exact one (by ``sg.Enumerate``) with ``R`` repeats in
+    one batched call (the logits' first dimension).
+
+    ``family`` is ``"categorical"``, ``"one-hot"`` or ``"bernoulli"``; ``variables`` the shape
+    of an ``Independent`` product (``()`` for none). Class ``k`` of ``K`` stands for the value
+    ``v_k = linspace(-1, 1, K)[k]`` (a Bernoulli's 0/1 is its value), and the cost is
+    ``sum_d sin(2 x_d + d / 2) + x_0^3 (+ x_0 x_1)`` over the variables' values ``x``.
+    """
+
+    name: str
+    family: str
+    num_classes: int
+    variables: tuple[int, ...] = ()
+
+    @property
+    def logit_shape(self) -> tuple[int, ...]:
+        classes = () if self.family == "bernoulli" else (self.num_classes,)
+        return (*self.variables, *classes)
+
+    def logits(self, repeats: int | None = None) -> Tensor:
+        """Fixed logits, as a leaf of shape ``(repeats, *logit_shape)`` (no ``repeats``
+        dimension without)."""
+        values = torch.linspace(-1.2, 0.9, math.prod(self.logit_shape), dtype=torch.float64)
+        values = values[torch.randperm(len(values), generator=torch.Generator().manual_seed(3))]
+        values = values.reshape(self.logit_shape)
+        if repeats is not None:
+            values = values.expand(repeats, *self.logit_shape)
+        return values.clone().requires_grad_(True)
+
+    def dist(self, logits: Tensor) -> Distribution:
+        family = {"categorical": Categorical, "one-hot": OneHotCategorical}.get(self.family)
+        base = Bernoulli(logits=logits) if family is None else family(logits=logits)
+        return Independent(base, len(self.variables)) if self.variables else base
+
+    def values(self, z: Tensor) -> Tensor:
+        """Each variable's value: ``(N, *B, *variables)``."""
+        if self.family == "bernoulli":
+            return z
+        classes = torch.linspace(-1, 1, self.num_classes, dtype=torch.float64)
+        if z.is_floating_point():  # one-hot vectors (also a relaxation's, for a Categorical)
+            return z @ classes.to(z.dtype)
+        return classes[z]
+
+    def f(self, z: Tensor) -> Tensor:
+        x = self.values(z)
+        x = x.reshape(*x.shape[: x.dim() - len(self.variables)], -1)
+        offsets = torch.arange(x.shape[-1], dtype=x.dtype) / 2
+        cost = torch.sin(2 * x + offsets).sum(-1) + x[..., 0] ** 3
+        return cost + x[..., 0] * x[..., 1] if x.shape[-1] > 1 else cost
+
+    def exact_gradient(self) -> Tensor:
+        """``d/dlogits E[f]`` by enumeration, flattened."""
+        from samplegrad import Enumerate
+
+        logits = self.logits()
+        (gradient,) = torch.autograd.grad(Enumerate()(self.f, self.dist(logits)), logits)
+        return gradient.reshape(-1)
+
+    def estimates(
+        self, estimator: torch.nn.Module, num_samples: int, repeats: int, seed: int
+    ) -> Tensor:
+        """``repeats`` gradient estimates ``(R, P)`` from one batched call."""
+        logits = self.logits(repeats)
+        generator = torch.Generator().manual_seed(seed)
+        surrogate = estimator(self.f, self.dist(logits), num_samples, generator)
+        (gradient,) = torch.autograd.grad(surrogate.sum(), logits)
+        return gradient.reshape(repeats, -1)
+
+
+DISCRETE_CASES = [
+    *(DiscreteCase(f"Categorical(K={k})", "categorical", k) for k in (3, 5, 7)),
+    DiscreteCase("OneHotCategorical(K=4)", "one-hot", 4),
+    DiscreteCase("Independent(Categorical(K=3), 2)", "categorical", 3, (2,)),
+    DiscreteCase("Independent(OneHotCategorical(K=3), 2x2)", "one-hot", 3, (2, 2)),
+    DiscreteCase("Independent(Bernoulli, 3)", "bernoulli", 2, (3,)),
+]
+"""Categorical with K = 3, 5, 7, OneHotCategorical and ``Independent`` products."""

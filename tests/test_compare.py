@@ -284,7 +284,7 @@ def test_cli_prints_table_and_writes_json(
     assert {"score", "score-loo", "arm", "gumbel", "enumerate"} <= set(defaults)
     rows = lines[2 : 2 + len(defaults)]
     assert [line.split()[0] for line in rows] == defaults
-    assert rows[defaults.index("gumbel")].split()[7] == "-"  # gumbel: no exact variance
+    assert rows[defaults.index("gumbel")].split()[8] == "-"  # gumbel: no exact variance
     assert len({len(line) for line in [lines[1], *rows]}) == 1  # aligned columns
 
     written = sorted(p.name for p in out.iterdir())  # and no temp file left behind

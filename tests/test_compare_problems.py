@@ -297,7 +297,14 @@ def test_cli_vae_encoder_from_a_training_checkpoint(
 
 @pytest.mark.parametrize(
     "problem",
-    ["gaussian-quadratic", "gaussian-exp", "gaussian-cos", "bernoulli-toy", "bernoulli-3d"],
+    [
+        "gaussian-quadratic",
+        "gaussian-exp",
+        "gaussian-cos",
+        "bernoulli-toy",
+        "bernoulli-3d",
+        "categorical-2x3",
+    ],
 )
 def test_every_problem_writes_json_csv_and_plots(problem: str, tmp_path: Path) -> None:
     """Each problem with its default estimators and two K: well-formed files whose exact

@@ -234,6 +234,17 @@ def test_dreg_is_unbiased_for_any_reparameterizable_family(make_q, generator):
     assert_mean_close(gradients["dreg"] - gradients["pathwise"], torch.zeros(2 * dims))
 
 
+def test_stl_bound_with_one_sample_is_the_stl_elbo():
+    (mu, sigma), q, log_weight = posterior_problem(8, scale_offset=0.2)
+    bound = sg.iwae_bound(log_weight, q, 1, "stl", torch.Generator().manual_seed(3))
+    bound_gradients = torch.autograd.grad(bound.sum(), (mu, sigma))
+    elbo = -sg.expectation(lambda z: -log_weight(z), q, "stl", 1, torch.Generator().manual_seed(3))
+    elbo_gradients = torch.autograd.grad(elbo.sum(), (mu, sigma))
+    assert torch.equal(bound.detach(), elbo.detach())
+    for from_bound, from_elbo in zip(bound_gradients, elbo_gradients, strict=True):
+        assert torch.allclose(from_bound, from_elbo, rtol=1e-12, atol=1e-12)
+
+
 # --------------------------------------------------------------------------------- VIMCO
 
 
@@ -348,7 +359,7 @@ def test_wrong_log_weight_shape_names_the_expected_shape(estimator):
 
 @pytest.mark.parametrize("estimator", ["score", "enumerate", sg.ScoreFunction(), 3])
 def test_unknown_estimator_lists_the_names(estimator):
-    with pytest.raises(ValueError, match="'pathwise', 'dreg' or 'vimco'"):
+    with pytest.raises(ValueError, match="'pathwise', 'dreg', 'stl' or 'vimco'"):
         sg.iwae_bound(lambda z: -z, Normal(torch.zeros(2), 1.0), 2, estimator)
 
 

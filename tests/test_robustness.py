@@ -281,27 +281,22 @@ class ClassControl(nn.Module):
 @pytest.mark.parametrize("family", [Categorical, OneHotCategorical])
 @pytest.mark.parametrize("name", catalog.names_supporting(Categorical(logits=torch.zeros(4))))
 def test_masked_classes_have_zero_probability_and_a_correct_gradient(family, name) -> None:
+    """No surrogate value counts the masked class's cost (about 9960; the others' are at most
+    4.84, relaxed ones too), its logit gets no gradient, and unbiased names have the exact
+    mean gradient."""
     entry = catalog.entry(name)
     estimator = entry.build(control=ClassControl()) if entry.required_options else entry.build()
     repeats = 20_000
     logits = copies(MASKED_LOGITS, repeats)
-    dist = family(logits=logits)
-    cost_inputs = []
-
-    def cost(z: Tensor) -> Tensor:
-        cost_inputs.append(z.detach())
-        return masked_cost(z)
-
-    num_samples = entry.min_num_samples + entry.min_num_samples % 2
+    num_samples = max(entry.min_num_samples + entry.min_num_samples % 2, 2)
     generator = torch.Generator().manual_seed(8)
-    surrogate = sg.expectation(cost, dist, estimator, max(num_samples, 2), generator)
+    surrogate = sg.expectation(
+        masked_cost, family(logits=logits), estimator, num_samples, generator
+    )
     surrogate.sum().backward()
     assert torch.isfinite(surrogate).all() and torch.isfinite(logits.grad).all()
+    assert (surrogate.detach() <= masked_cost(torch.eye(4, dtype=DTYPE)[2]) + 1e-9).all()
     assert (logits.grad[:, 1] == 0).all()
-    if not issubclass(entry.cls, sg.Enumerate):
-        drawn = cost_inputs[0]
-        masked = drawn[..., 1] if drawn.is_floating_point() else (drawn == 1).double()
-        assert (masked == 0).all()
     if entry.unbiased:
         single = torch.tensor(MASKED_LOGITS, dtype=DTYPE, requires_grad=True)
         probabilities = torch.softmax(single, -1)

@@ -81,7 +81,12 @@ def assert_replica_is_run(replicated: Path, index: int, single: Path) -> None:
         assert metrics[key][index] == pytest.approx(reference[key], abs=1e-3), key
 
 
-@pytest.mark.parametrize("options", [{}, DISARM], ids=["gaussian", "bernoulli-disarm"])
+IWAE_DREG = {"objective": "iwae", "estimator": "dreg", "num_samples": 3}
+
+
+@pytest.mark.parametrize(
+    "options", [{}, DISARM, IWAE_DREG], ids=["gaussian", "bernoulli-disarm", "gaussian-iwae-dreg"]
+)
 def test_each_replica_trains_as_a_single_run_with_its_seed(
     data_dir: Path, tmp_path: Path, options: dict
 ) -> None:
@@ -90,7 +95,8 @@ def test_each_replica_trains_as_a_single_run_with_its_seed(
         single = tmp_path / f"seed{5 + index}"
         fit(config(data_dir, single, seed=5 + index, epochs=2, **options))
         assert_replica_is_run(tmp_path / "seeds", index, single)
-    weights = saved(tmp_path / "seeds")["model"]["encoder.weight" if options else "mean.weight"]
+    gaussian = options.get("latent", "gaussian") == "gaussian"
+    weights = saved(tmp_path / "seeds")["model"]["mean.weight" if gaussian else "encoder.weight"]
     assert not torch.allclose(weights[0], weights[1])
 
 

@@ -8,6 +8,7 @@ Every run trains on a tiny fake MNIST written into ``tmp_path`` (64 training ima
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -20,8 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from samplegrad import cli
 from samplegrad.cli import main
+from samplegrad.cli.train import vae as cli_vae
 from samplegrad.lab.training import vae as train_module
 from samplegrad.lab.training.vae import (
     CHECKPOINT,
@@ -98,6 +99,7 @@ def assert_same_run(a: Path, b: Path) -> None:
         ("bernoulli", "linear", "disarm", 2),
         ("bernoulli", "linear", "score-loo", 2),
         ("categorical", "default", "gumbel", 1),
+        ("gaussian", "default", "stl", 2),
     ],
 )
 def test_run_writes_metrics_checkpoint_and_plots(
@@ -155,6 +157,39 @@ def test_resume_at_an_epoch_boundary_matches_an_uninterrupted_run(
     assert len(read_csv(tmp_path / "resumed")) == 2
 
 
+@pytest.mark.parametrize(
+    ("latent", "estimator"),
+    [("gaussian", "dreg"), ("gaussian", "pathwise"), ("bernoulli", "vimco")],
+)
+def test_iwae_objective_trains_and_resumes_exactly(
+    data_dir: Path, tmp_path: Path, latent: str, estimator: str
+) -> None:
+    options = {"latent": latent, "objective": "iwae", "estimator": estimator, "num_samples": 3}
+    result = fit(config(data_dir, tmp_path / "straight", epochs=2, **options))
+    assert (result["objective"], result["estimator"]) == ("iwae", estimator)
+    assert math.isfinite(result["train_elbo"]) and result["test_iwae"] >= result["test_elbo"] - 50
+    fit(config(data_dir, tmp_path / "resumed", epochs=1, **options))
+    fit(config(data_dir, tmp_path / "resumed", epochs=2, resume=True, **options))
+    assert_same_run(tmp_path / "straight", tmp_path / "resumed")
+    with pytest.raises(TrainError, match="objective='iwae' in the checkpoint, 'elbo' now"):
+        fit(config(data_dir, tmp_path / "resumed", epochs=3, resume=True, latent=latent))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"latent": "gaussian", "estimator": "dreg"}, "--objective elbo.*pathwise, stl"),
+        ({"latent": "bernoulli", "objective": "iwae", "estimator": "disarm"}, "choose from vimco"),
+        ({"latent": "gaussian", "objective": "iwae", "estimator": "vimco"}, "pathwise, dreg, stl"),
+    ],
+)
+def test_an_estimator_the_objective_does_not_take_is_refused(
+    data_dir: Path, tmp_path: Path, options: dict, message: str
+) -> None:
+    with pytest.raises(TrainError, match=message):
+        config(data_dir, tmp_path / "run", **options)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_mid_epoch_checkpoints_and_resuming_is_exact(
     data_dir: Path, tmp_path: Path, signum: int
@@ -187,7 +222,10 @@ def test_cli_reports_an_interruption_and_how_to_resume(
     def interrupt(step: int, elbo: float) -> None:
         signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(cli, "fit", lambda cfg: train_module.fit(cfg, on_step=interrupt))
+    command = dataclasses.replace(
+        cli_vae.COMMAND, fit=lambda cfg: train_module.fit(cfg, on_step=interrupt)
+    )
+    monkeypatch.setattr(cli_vae, "COMMAND", command)
     out = tmp_path / "run"
     args = ["train", "vae", "--latent", "gaussian", "--data-dir", str(data_dir), "--out", str(out)]
     assert main([*args, "--batch-size", "16", "--validation-size", "16"]) == 128 + signal.SIGINT

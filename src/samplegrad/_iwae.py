@@ -33,6 +33,11 @@ tighter as ``K`` grows; ``K = 1`` is the ELBO. The surrogate's value is the sing
   the gradient reaching ``z_k`` by ``w~_k``. Exact when ``log_weight``'s ``log q`` term is the
   density of ``dist`` (any family with ``rsample``: the parameters are detached generically);
   ``K = 1`` gives the sticking-the-landing ELBO gradient (Roeder, Wu & Duvenaud 2017).
+- ``"stl"``: sticking the landing for the bound: the same removal of the direct score term,
+  without the squared weights, ``sum_k w~_k (d l_k / d z_k) (d z_k / d phi)``. Unbiased for
+  ``K = 1`` (the ELBO); for ``K > 1`` it is *biased* (Tucker et al. 2019, Sec. 4: the removed
+  term no longer has mean zero under the normalised weights), which is why DReG exists; it is
+  here for comparisons such as the signal-to-noise experiment of Rainforth et al. (2018).
 """
 
 from __future__ import annotations
@@ -45,16 +50,24 @@ from torch.distributions import Distribution
 
 from samplegrad._internal import validation as _validation
 from samplegrad._internal.detach import detached
+from samplegrad._internal.families import log_prob
 from samplegrad._internal.sampling import draw
 from samplegrad.estimators.base import Cost, Estimator, describe_base
 from samplegrad.estimators.pathwise import Pathwise
 from samplegrad.estimators.vimco import VIMCO, log_mean_exp
 
-DREG = "dreg"
-"""The name of the doubly reparameterized gradient, which needs ``rsample`` as pathwise does."""
+DREG, STL = "dreg", "stl"
+"""The names of the doubly reparameterized and sticking-the-landing gradients, which need
+``rsample`` as pathwise does."""
 
-_named: dict[str, Pathwise | VIMCO] = {"pathwise": Pathwise(), DREG: Pathwise(), "vimco": VIMCO()}
-"""The instances the names resolve to (all stateless); ``"dreg"`` checks as pathwise does."""
+_named: dict[str, Pathwise | VIMCO] = {
+    "pathwise": Pathwise(),
+    DREG: Pathwise(),
+    STL: Pathwise(),
+    "vimco": VIMCO(),
+}
+"""The instances the names resolve to (all stateless); ``"dreg"`` and ``"stl"`` check their
+arguments as pathwise does."""
 
 
 def iwae_bound(
@@ -78,8 +91,9 @@ def iwae_bound(
         estimator: ``"pathwise"`` (or an ``sg.Pathwise()`` instance; needs
             ``dist.has_rsample``), ``"dreg"`` (the doubly reparameterized gradient, lower
             variance for the proposal's parameters; needs ``dist.has_rsample`` and a
-            ``log_weight`` whose ``log q`` term is ``dist.log_prob``) or ``"vimco"`` (or an
-            ``sg.VIMCO()`` instance; any distribution).
+            ``log_weight`` whose ``log q`` term is ``dist.log_prob``), ``"stl"`` (the same
+            without the squared weights: biased for ``K > 1``, for comparisons) or
+            ``"vimco"`` (or an ``sg.VIMCO()`` instance; any distribution).
         generator: a ``torch.Generator``; the same state gives the same samples and surrogate.
 
     Returns:
@@ -107,8 +121,8 @@ def iwae_bound(
     cost, generator = _validation.check_arguments(log_weight, dist, generator, name="log_weight")
     if isinstance(resolved, VIMCO):
         return resolved.bound(cost, dist, num_samples, generator)
-    if estimator == DREG:
-        return _doubly_reparameterized_bound(cost, dist, num_samples, generator)
+    if estimator in (DREG, STL):
+        return _without_score_bound(cost, dist, num_samples, generator, squared=estimator == DREG)
     return _pathwise_bound(cost, dist, num_samples, generator)
 
 
@@ -118,9 +132,9 @@ def _resolve(estimator: object) -> Pathwise | VIMCO:
     if isinstance(estimator, str) and estimator in _named:
         return _named[estimator]
     raise ValueError(
-        "iwae_bound's estimator must be 'pathwise', 'dreg' or 'vimco' (or an sg.Pathwise() or "
-        f"sg.VIMCO() instance), got {estimator!r}; other estimators estimate E_q[f], see "
-        "sg.expectation"
+        "iwae_bound's estimator must be 'pathwise', 'dreg', 'stl' or 'vimco' (or an "
+        f"sg.Pathwise() or sg.VIMCO() instance), got {estimator!r}; other estimators estimate "
+        "E_q[f], see sg.expectation"
     )
 
 
@@ -132,15 +146,21 @@ def _pathwise_bound(
     return log_mean_exp(log_weight(z))
 
 
-def _doubly_reparameterized_bound(
-    log_weight: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
+def _without_score_bound(
+    log_weight: Cost,
+    dist: Distribution,
+    num_samples: int,
+    generator: torch.Generator | None,
+    *,
+    squared: bool,
 ) -> Tensor:
-    """``logmeanexp_k l_k`` with the DReG gradient (module docstring): ``l_k`` plus
-    ``log q(z_k) - log q_{stop(phi)}(z_k)``, and the gradient reaching ``z_k`` scaled by
-    ``w~_k`` so that the encoder's path terms carry ``w~_k^2``."""
+    """``logmeanexp_k l_k`` with ``l_k`` plus ``log q(z_k) - log q_{stop(phi)}(z_k)`` (value 0,
+    no direct score of ``q``'s parameters): STL's gradient; with ``squared``, the gradient
+    reaching ``z_k`` is also scaled by ``w~_k``, so the encoder's path terms carry ``w~_k^2``
+    (DReG; module docstring)."""
     z = draw(dist, torch.Size((num_samples,)), generator, reparameterized=True)
-    log_weights = log_weight(z) + (dist.log_prob(z) - detached(dist).log_prob(z))
-    if z.requires_grad:
+    log_weights = log_weight(z) + (log_prob(dist, z) - log_prob(detached(dist), z))
+    if squared and z.requires_grad:
         normalized = torch.softmax(log_weights.detach(), dim=0)
         factor = normalized.reshape(*normalized.shape, *(1,) * len(dist.event_shape))
         z.register_hook(lambda grad: grad * factor)

@@ -14,6 +14,8 @@ import contextvars
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import torch
+
 if TYPE_CHECKING:
     from samplegrad.estimators.base import Estimator
 
@@ -31,7 +33,10 @@ def independent_elements() -> Iterator[None]:
 
 
 def check_estimator(estimator: Estimator) -> None:
-    """Raise ``ValueError`` if ``estimator`` pools across the batch where that is not allowed."""
+    """Raise ``ValueError`` if ``estimator`` pools across the batch where that is not allowed
+    (never while ``torch.compile`` traces: measuring is eager)."""
+    if torch.compiler.is_compiling():
+        return
     if _REQUIRED.get() and estimator.pools_across_batch:
         raise ValueError(
             f"the {type(estimator).__name__} estimator, as configured, pools its samples across "

@@ -58,19 +58,11 @@ class Antithetic(Estimator):
 
     unbiased = True
     min_num_samples = 2
+    even_num_samples = True
 
     @classmethod
     def supports(cls, dist: Distribution) -> bool:
         return isinstance(base_distribution(dist), Bernoulli)
-
-    def check_num_samples(self, num_samples: object) -> int:
-        num_samples = super().check_num_samples(num_samples)
-        if num_samples % 2:
-            raise ValueError(
-                f"num_samples must be even for estimator {self.name!r} (antithetic pairs), "
-                f"got {num_samples}"
-            )
-        return num_samples
 
     def estimate(
         self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None

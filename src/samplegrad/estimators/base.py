@@ -27,7 +27,7 @@ from torch.distributions import Distribution
 
 from samplegrad._internal import replicas
 from samplegrad._internal import validation as _validation
-from samplegrad._internal.families import base_distribution
+from samplegrad._internal.families import base_distribution, is_discrete_choice
 from samplegrad.estimators import catalog
 
 Cost = Callable[[Tensor], Tensor]
@@ -50,6 +50,9 @@ class Estimator(nn.Module):
     min_num_samples: ClassVar[int] = 1
     """The fewest samples any configuration accepts; :meth:`check_num_samples` adds the
     configuration's own rules."""
+
+    even_num_samples: ClassVar[bool] = False
+    """Whether ``num_samples`` counts evaluations of ``f`` in antithetic pairs, so is even."""
 
     required_options: ClassVar[tuple[str, ...]] = ()
     """Constructor arguments without a default, which a caller must build for its problem
@@ -81,9 +84,15 @@ class Estimator(nn.Module):
     def check_num_samples(self, num_samples: object) -> int:
         """``num_samples`` as an ``int`` this estimator, as configured, accepts; else a
         ``ValueError`` naming the rule. Subclasses add their rules (antithetic pairs are even)."""
-        return _validation.check_num_samples(
+        num_samples = _validation.check_num_samples(
             num_samples, minimum=self.min_num_samples, why=f"for estimator {self.name!r}"
         )
+        if self.even_num_samples and num_samples % 2:
+            raise ValueError(
+                f"num_samples must be even for estimator {self.name!r} (antithetic pairs: it "
+                f"counts evaluations of f), got {num_samples}"
+            )
+        return num_samples
 
     @classmethod
     def supports(cls, dist: Distribution) -> bool:
@@ -113,6 +122,15 @@ class Estimator(nn.Module):
     ) -> Tensor:
         """The surrogate, for arguments already validated."""
         raise NotImplementedError
+
+
+class DiscreteChoiceEstimator(Estimator):
+    """Base of the estimators for discrete choices: Bernoulli, Categorical and
+    OneHotCategorical variables, and ``Independent`` products of them."""
+
+    @classmethod
+    def supports(cls, dist: Distribution) -> bool:
+        return is_discrete_choice(dist)
 
 
 def estimators_supporting(dist: Distribution) -> list[str]:

@@ -26,9 +26,9 @@ from torch.distributions import Bernoulli, Distribution
 from torch.nn import functional as F
 
 from samplegrad._internal import validation as _validation
-from samplegrad._internal.families import base_distribution, is_discrete_choice
+from samplegrad._internal.families import base_distribution
 from samplegrad._internal.sampling import bernoulli, categorical_indices, open_uniform
-from samplegrad.estimators.base import Cost, Estimator
+from samplegrad.estimators.base import Cost, DiscreteChoiceEstimator
 from samplegrad.estimators.catalog import register, register_variant
 
 
@@ -134,15 +134,11 @@ class Tempered:
         return temperature
 
 
-class DiscreteStandIn(Estimator):
+class DiscreteStandIn(DiscreteChoiceEstimator):
     """Evaluate ``f`` at a differentiable stand-in for a discrete sample; value: the mean cost.
 
     Subclasses say how to draw the stand-in from the base Bernoulli or categorical distribution.
     """
-
-    @classmethod
-    def supports(cls, dist: Distribution) -> bool:
-        return is_discrete_choice(dist)
 
     def estimate(
         self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None

@@ -43,6 +43,7 @@ dominates, no overflow, and finite signals when single weights are zero (``l_k =
 from __future__ import annotations
 
 import math
+from typing import NoReturn
 
 import torch
 from torch import Tensor
@@ -107,20 +108,8 @@ class VIMCO(Estimator):
     def supports(cls, dist: Distribution) -> bool:
         return True
 
-    def forward(
-        self,
-        f: Cost,
-        dist: Distribution,
-        num_samples: int = 1,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
+    def forward(self, *arguments: object, **keywords: object) -> NoReturn:
         """Refused: VIMCO estimates the IWAE bound, see :func:`samplegrad.iwae_bound`."""
-        raise TypeError(_NOT_AN_EXPECTATION)
-
-    def estimate(
-        self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
-    ) -> Tensor:
-        """Refused, as :meth:`forward`."""
         raise TypeError(_NOT_AN_EXPECTATION)
 
     def bound(

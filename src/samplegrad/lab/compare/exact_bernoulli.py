@@ -112,12 +112,14 @@ def _logits(phi: Array) -> tuple[Array, Array]:
     return phi, _sigmoid(phi)
 
 
-def _costs(f: Cost, b: Array) -> Array:
-    costs = np.asarray(f(b), dtype=np.float64)
-    if costs.shape != b.shape[:1]:
+def checked_costs(f: Cost, points: Array, what: str = "0/1 vectors") -> Array:
+    """``f(points)`` as float64, one cost per row of ``points`` (``(N, D)`` arrays of
+    ``what``); a ``ValueError`` naming the shapes otherwise."""
+    costs = np.asarray(f(points), dtype=np.float64)
+    if costs.shape != points.shape[:1]:
         raise ValueError(
-            f"f must map an (N, D) array of 0/1 vectors to N costs, got shape {costs.shape} "
-            f"for input shape {b.shape}"
+            f"f must map an (N, D) array of {what} to N costs, got shape {costs.shape} "
+            f"for input shape {points.shape}"
         )
     return costs
 
@@ -131,7 +133,7 @@ def _binary_vectors(theta: Array) -> tuple[Array, Array]:
 def _enumerate(f: Cost, theta: Array) -> tuple[Array, Array, Array]:
     """Every 0/1 vector ``b``, its probability and its cost."""
     b, p = _binary_vectors(theta)
-    return b, p, _costs(f, b)
+    return b, p, checked_costs(f, b)
 
 
 def _antithetic_pair_moments(
@@ -146,7 +148,7 @@ def _antithetic_pair_moments(
     lo, hi = cuts[coordinates, boxes], cuts[coordinates, boxes + 1]  # (3^D, D)
     middle = 0.5 * (lo + hi)
     b, b_anti = (middle < theta).astype(np.float64), (1 - middle < theta).astype(np.float64)
-    difference = _costs(f, b) - _costs(f, b_anti)  # f(b) - f(b~), per box
+    difference = checked_costs(f, b) - checked_costs(f, b_anti)  # f(b) - f(b~), per box
     lengths = hi - lo
     mean, variance = np.empty(D), np.empty(D)
     for j in range(D):

@@ -12,7 +12,10 @@ enumeration:
   (:mod:`samplegrad.lab.compare.exact_gaussian`) for the others.
 - ``bernoulli-toy`` ``(b - t)^2`` with ``b ~ Bernoulli(sigmoid(phi))``: closed forms.
 - ``bernoulli-3d``: docs/design.md's three-dimensional check, by enumeration
-  (:mod:`samplegrad.lab.compare.exact_bernoulli`).
+  (:mod:`samplegrad.lab.compare.exact_bernoulli` and, for IndeCateR, ReinMax and the unordered
+  set, :mod:`samplegrad.lab.compare.exact_categorical`).
+- ``categorical-2x3``: two categorical variables of three classes and a cubic cost, by
+  enumeration (:mod:`samplegrad.lab.compare.exact_categorical`).
 - ``vae-encoder``: the negative ELBO of a VAE trained by ``samplegrad train vae``, differentiated
   with respect to its encoder's layers, on a fixed batch of test images: no exact gradient, but
   the estimators' variances, signal-to-noise ratios and costs on a real model.
@@ -33,11 +36,12 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Distribution, Independent, Normal
+from torch.distributions import Bernoulli, Distribution, Independent, Normal, OneHotCategorical
 
 from samplegrad import diagnostics
 from samplegrad.diagnostics import GradientStats
 from samplegrad.estimators import Estimator, catalog
+from samplegrad.lab.compare import exact_categorical
 from samplegrad.lab.compare.exact_bernoulli import exact_gradient as bernoulli_exact_gradient
 from samplegrad.lab.compare.exact_bernoulli import exact_variance as bernoulli_exact_variance
 from samplegrad.lab.compare.exact_gaussian import Cost1D, cosine, exponential, quadratic
@@ -60,6 +64,17 @@ TIMING_BLOCKS = 5
 
 class CompareError(ValueError):
     """A request ``compare`` cannot run; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What :meth:`Problem.measure` returns: statistics per parameter, and the evaluations of
+    ``f`` per estimate (the points ``f`` was called with for one batch element, over all its
+    calls: ``1 + D (K - 1)`` per sample for IndeCateR, ``2 S`` more for REBAR's relaxed
+    points), or ``None`` where not counted."""
+
+    stats: list[GradientStats]
+    evaluations: float | None = None
 
 
 class Problem(abc.ABC):
@@ -102,10 +117,10 @@ class Problem(abc.ABC):
     @abc.abstractmethod
     def measure(
         self, spec: EstimatorSpec, num_samples: int, repeats: int, seed: int, timing_calls: int
-    ) -> list[GradientStats]:
+    ) -> Measurement:
         """``repeats`` estimates with a fresh instance of ``spec``: statistics per parameter,
         timed (``timing_calls`` per timed block where timing is separate), with the exact
-        gradient where known."""
+        gradient where known, and the evaluations of ``f`` per estimate where counted."""
 
     def exact_gradient(self) -> dict[str, float]:
         """``d/dphi E_q[f]`` per parameter; empty where unknown."""
@@ -159,7 +174,7 @@ class BatchedProblem(Problem):
 
     def measure(
         self, spec: EstimatorSpec, num_samples: int, repeats: int, seed: int, timing_calls: int
-    ) -> list[GradientStats]:
+    ) -> Measurement:
         """Time single estimates, then draw all ``repeats`` in one batched call.
 
         The timing loop (``R = 1``, forward and backward, on one thread; the median of
@@ -168,16 +183,23 @@ class BatchedProblem(Problem):
         is measured in the state a short training run leaves it in, not in its initial state
         (a moving average starts at zero). One thread: tensors of a few elements gain nothing
         from intra-op parallelism, and some kernels open a parallel region even for two
-        elements, which on a busy machine measures the machine's load, not the estimator.
+        elements, which on a busy machine measures the machine's load, not the estimator. The
+        timed estimates also count the points ``f`` is called with, per estimate.
         """
         estimator = spec.build(self)
         generator = torch.Generator().manual_seed(seed)
         single = self.leaves(1)
+        points, estimates = [], []
+
+        def counted_cost(z: Tensor) -> Tensor:
+            points.append(z.shape[0])
+            return self.cost(z)
 
         def one_estimate() -> None:
             for leaf in single.values():
                 leaf.grad = None
-            estimator(self.cost, self.distribution(single), num_samples, generator).backward()
+            estimates.append(1)
+            estimator(counted_cost, self.distribution(single), num_samples, generator).backward()
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
@@ -193,7 +215,7 @@ class BatchedProblem(Problem):
             exact=self.exact_gradient(),
             seconds=seconds,
         )
-        return list(stats.values())
+        return Measurement(list(stats.values()), sum(points) / len(estimates))
 
 
 @dataclass(frozen=True)
@@ -399,12 +421,96 @@ class Bernoulli3D(BatchedProblem):
         return dict(zip(self.parameter_values(), map(float, gradient), strict=True))
 
     def exact_variance(self, estimator: str, num_samples: int) -> dict[str, float] | None:
+        """By enumeration: :mod:`~samplegrad.lab.compare.exact_bernoulli`'s estimators, and as
+        two-class categoricals (``theta = (0, phi)``, whose class-1 logit is ``phi``)
+        :mod:`~samplegrad.lab.compare.exact_categorical`'s (IndeCateR, ReinMax, the
+        unordered set); categorical DisARM's two-class case is DisARM."""
         if estimator == "score-delta":  # f is quadratic in b: its Taylor expansion is exact
             return dict.fromkeys(self.parameter_values(), 0.0)
-        variance = bernoulli_exact_variance(self._cost_numpy, self.logits, estimator, num_samples)
+        binary = "disarm" if estimator == "categorical-disarm" else estimator  # two classes
+        variance = bernoulli_exact_variance(self._cost_numpy, self.logits, binary, num_samples)
+        if variance is None:
+            two_class = exact_categorical.exact_variance(
+                self._cost_numpy,
+                np.stack([np.zeros_like(self.logits), self.logits], -1),
+                estimator,
+                num_samples,
+                gradient=self._one_hot_gradient,
+            )
+            variance = None if two_class is None else two_class[:, 1]
         if variance is None:
             return None
         return dict(zip(self.parameter_values(), map(float, variance), strict=True))
+
+    def _one_hot_gradient(self, b: np.ndarray) -> np.ndarray:
+        """``f``'s gradient at 0/1 points with respect to two-class one-hot vectors, whose
+        class-1 component is ``b``: ``(0, 2 (b_i - t_i))`` per variable."""
+        return np.stack([np.zeros(b.shape), 2 * (b - self.targets)], -1)
+
+
+@dataclass(frozen=True)
+class CategoricalProduct(BatchedProblem):
+    """Two independent categorical variables of three classes: ``z_d ~ Cat(softmax(theta_d))``
+    as one-hot vectors (``Independent(OneHotCategorical)``), class ``k`` standing for the value
+    ``v_k = (0, 1/2, 1)[k]``, and the cost ``f(z) = (x_1 - 0.2)^2 + x_1 x_2 + 2 (x_2 - 0.3)^3``
+    of the values ``x_d = v . z_d``; gradients with respect to the six logits ``theta[d, k]``.
+    Cubic in ``x_2``, so that ReinMax, exact in expectation for costs at most quadratic in each
+    variable, shows its bias. Exact gradient and variances (score, leave-one-out, IndeCateR,
+    straight-through, ReinMax, categorical DisARM, the unordered set, enumeration) and the
+    biased estimators' exact means by enumeration
+    (:mod:`samplegrad.lab.compare.exact_categorical`)."""
+
+    name: ClassVar[str] = "categorical-2x3"
+    formula: ClassVar[str] = (
+        "f(z) = (x_1 - 0.2)^2 + x_1 x_2 + 2 (x_2 - 0.3)^3, x_d = (0, 0.5, 1) . z_d, "
+        "z_d ~ OneHotCategorical(softmax(theta_d)), d = 1, 2"
+    )
+    event_dims: ClassVar[int] = 2
+
+    @property
+    def theta(self) -> np.ndarray:
+        return np.array([[0.4, -0.3, 0.1], [-0.6, 0.2, 0.5]])
+
+    @property
+    def values(self) -> np.ndarray:
+        return np.array([0.0, 0.5, 1.0])
+
+    def parameter_values(self) -> dict[str, float]:
+        return {f"theta[{d},{k}]": float(v) for (d, k), v in np.ndenumerate(self.theta)}
+
+    def distribution(self, leaves: dict[str, Tensor]) -> Distribution:
+        logits = torch.stack(list(leaves.values()), -1).unflatten(-1, self.theta.shape)
+        return Independent(OneHotCategorical(logits=logits), 1)
+
+    def cost(self, z: Tensor) -> Tensor:
+        x = z @ torch.as_tensor(self.values, dtype=z.dtype)
+        return self._cost_of_values(x)
+
+    @staticmethod
+    def _cost_of_values(x: Tensor | np.ndarray) -> Tensor | np.ndarray:
+        x1, x2 = x[..., 0], x[..., 1]
+        return (x1 - 0.2) ** 2 + x1 * x2 + 2 * (x2 - 0.3) ** 3
+
+    def _cost_numpy(self, z: np.ndarray) -> np.ndarray:
+        return self._cost_of_values(self.values[z])
+
+    def _one_hot_gradient(self, z: np.ndarray) -> np.ndarray:
+        """``df/dz_dk = df/dx_d v_k`` at the configurations ``z`` (class indices)."""
+        x1, x2 = self.values[z[:, 0]], self.values[z[:, 1]]
+        slopes = np.stack([2 * (x1 - 0.2) + x2, x1 + 6 * (x2 - 0.3) ** 2], -1)
+        return slopes[..., None] * self.values
+
+    def exact_gradient(self) -> dict[str, float]:
+        gradient = exact_categorical.exact_gradient(self._cost_numpy, self.theta)
+        return dict(zip(self.parameter_values(), map(float, gradient.reshape(-1)), strict=True))
+
+    def exact_variance(self, estimator: str, num_samples: int) -> dict[str, float] | None:
+        variance = exact_categorical.exact_variance(
+            self._cost_numpy, self.theta, estimator, num_samples, self._one_hot_gradient
+        )
+        if variance is None:
+            return None
+        return dict(zip(self.parameter_values(), map(float, variance.reshape(-1)), strict=True))
 
 
 @dataclass(frozen=True)
@@ -429,12 +535,15 @@ class BernoulliToy(BatchedProblem):
       ``E g^2 = d^2 (2/3) (1/8 - (1/2 - m)^3)``; DisARM's is the constant ``d (1 - m) / 2`` with
       probability ``2m``, variance ``(d (1 - m) / 2)^2 2m (1 - 2m)``; both have mean
       ``d m (1 - m) = G``; divide by ``K / 2``. At ``phi = 0``, ``t = 0.499``, ``K = 2``: ARM
-      8.33e-8, DisARM exactly 0; at ``phi = -1``: 1.458e-7 and 1.328e-7.
+      8.33e-8, DisARM exactly 0; at ``phi = -1``: 1.458e-7 and 1.328e-7. Categorical DisARM's
+      two-class case is DisARM.
     - straight-through: ``z = b + theta - stop_gradient(theta)`` gives
       ``g = mean_s 2 (b_s - t) theta (1 - theta)``, so ``Var = 4 theta^3 (1 - theta)^3 / K``
       (``Var b = theta (1 - theta)``); biased, mean ``2 (theta - t) theta (1 - theta)``.
     - enumerate: exact, variance 0; so is the delta-method control variate (``f`` is quadratic
-      in ``b``, so its Taylor expansion around ``theta`` is ``f`` itself).
+      in ``b``, so its Taylor expansion around ``theta`` is ``f`` itself), IndeCateR (its exact
+      sum over the classes of the one variable) and the unordered set (``K >= 2`` points
+      without replacement are the whole support).
     - REBAR, RELAX: unbiased, variance not known in closed form (and it changes as the control
       trains; compare measures the initial control).
     - Gumbel-softmax: biased, variance not known in closed form.
@@ -479,12 +588,13 @@ class BernoulliToy(BatchedProblem):
             return {"phi": (second_moment - gradient**2) / K}
         if estimator == "score-loo" and K >= 2:
             return {"phi": self._loo_second_moment(K) - gradient**2}
-        if estimator in ("arm", "disarm") and K % 2 == 0:
-            return {"phi": self._antithetic_pair_variance(estimator) / (K // 2)}
+        if estimator in ("arm", "disarm", "categorical-disarm") and K % 2 == 0:
+            pair = self._antithetic_pair_variance(estimator.removeprefix("categorical-"))
+            return {"phi": pair / (K // 2)}
         if estimator == "straight-through":
             return {"phi": 4 * theta**3 * (1 - theta) ** 3 / K}
-        if estimator in ("enumerate", "score-delta"):  # f is quadratic in b: h = f exactly
-            return {"phi": 0.0}
+        if estimator in ("enumerate", "score-delta", "indecater", "unordered-set"):
+            return {"phi": 0.0}  # the last three: h = f (quadratic); sums over the support
         return None
 
     def _antithetic_pair_variance(self, estimator: str) -> float:
@@ -628,10 +738,11 @@ class VAEEncoder(Problem):
 
     def measure(
         self, spec: EstimatorSpec, num_samples: int, repeats: int, seed: int, timing_calls: int
-    ) -> list[GradientStats]:
+    ) -> Measurement:
         """``repeats`` full forward and backward passes, each with fresh samples
         (:func:`samplegrad.diagnostics.measure`); the time is their mean (``timing_calls`` is
-        not used: the measured passes are timed themselves)."""
+        not used: the measured passes are timed themselves). The decoder's evaluations are not
+        counted."""
         estimator = spec.build(self)
         generator = torch.Generator().manual_seed(seed)
         stats = diagnostics.measure(
@@ -639,12 +750,19 @@ class VAEEncoder(Problem):
             self.encoder_layers(),
             repeats,
         )
-        return list(stats.values())
+        return Measurement(list(stats.values()))
 
 
 PROBLEMS: dict[str, BatchedProblem] = {
     p.name: p
-    for p in (GaussianQuadratic(), GaussianExp(), GaussianCos(), BernoulliToy(), Bernoulli3D())
+    for p in (
+        GaussianQuadratic(),
+        GaussianExp(),
+        GaussianCos(),
+        BernoulliToy(),
+        Bernoulli3D(),
+        CategoricalProduct(),
+    )
 }
 """The toy problems ``samplegrad compare --problem`` offers, with their default constants;
 ``vae-encoder`` is built from a checkpoint (:meth:`VAEEncoder.from_checkpoint`)."""

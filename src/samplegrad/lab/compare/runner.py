@@ -3,8 +3,9 @@
 For a problem (:mod:`samplegrad.lab.compare.problems`) and a list of estimators, :func:`compare`
 measures, per estimator and parameter, ``R`` independent gradient estimates (each from ``K``
 samples) with :mod:`samplegrad.diagnostics`: their mean, bias against the exact gradient,
-variance, signal-to-noise ratio, the time of one estimate and the work-normalised variance,
-next to the exact variance where it is known (closed forms, quadrature or enumeration). It can
+variance, signal-to-noise ratio, the time of one estimate, the evaluations of ``f`` it took and
+the work-normalised variance, next to the exact variance where it is known (closed forms,
+quadrature or enumeration). It can
 sweep one of the problem's constants (Mohamed et al. 2020, Figs. 2-3: the variance as a function
 of ``k``) and several ``K``. The ``samplegrad compare`` command prints the result with
 :func:`format_table`, saves it with :func:`write_json` and :func:`write_csv`, and plots it with
@@ -24,6 +25,9 @@ How it measures:
 - **Time.** For the toy problems, a separate single-threaded loop of single estimates
   (``R = 1``, forward and backward): the median of 5 blocks of 40 calls, per call, in
   microseconds (see :meth:`samplegrad.lab.compare.problems.BatchedProblem.measure`).
+- **Evaluations.** The points ``f`` is called with for one estimate, over all its calls (``K``
+  for most estimators; ``K (1 + D (K_classes - 1))`` for IndeCateR's exact sums, ``3 K`` for
+  REBAR's relaxed points): the cost in evaluations, next to the time.
 
 Exact variances are those of the estimator with ``K`` independent samples; where none is known
 (biased relaxations, a moving-average baseline whose value is itself random, a real model) it is
@@ -46,7 +50,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from samplegrad.diagnostics import GradientStats
 from samplegrad.estimators import Estimator, catalog
 from samplegrad.lab.compare import problems as compare_problems
 from samplegrad.lab.compare.problems import (
@@ -54,10 +57,12 @@ from samplegrad.lab.compare.problems import (
     BatchedProblem,
     Bernoulli3D,
     BernoulliToy,
+    CategoricalProduct,
     CompareError,
     GaussianCos,
     GaussianExp,
     GaussianQuadratic,
+    Measurement,
     Problem,
     VAEEncoder,
 )
@@ -68,6 +73,7 @@ __all__ = [
     "BatchedProblem",
     "Bernoulli3D",
     "BernoulliToy",
+    "CategoricalProduct",
     "CompareError",
     "EstimatorSpec",
     "GaussianCos",
@@ -169,6 +175,7 @@ ROW_COLUMNS = (
     "exact_variance",
     "snr",
     "us_per_estimate",
+    "evaluations",
     "work_normalized_variance",
 )
 """The columns of a row, in order; a swept constant's column follows ``size``."""
@@ -243,8 +250,8 @@ def compare(
                 if progress is not None:
                     where = "" if sweep is None else f"{sweep[0]}={value:g}, "
                     progress(f"{problem.name}: {spec.name}, {where}K={K}")
-                stats = point.measure(spec, K, repeats, seed, timing_calls)
-                rows.extend(_rows(point, spec, K, stats, sweep, value))
+                measurement = point.measure(spec, K, repeats, seed, timing_calls)
+                rows.extend(_rows(point, spec, K, measurement, sweep, value))
     result: Result = {
         "problem": problem.name,
         "formula": problem.formula,
@@ -345,20 +352,21 @@ def _rows(
     problem: Problem,
     spec: EstimatorSpec,
     num_samples: int,
-    measured: list[GradientStats],
+    measurement: Measurement,
     sweep: tuple[str, Sequence[float]] | None,
     value: float | None,
 ) -> list[Row]:
     """A row per parameter measured, with the exact variance where known."""
     exact_variance = problem.exact_variance(spec.name, num_samples)
     rows = []
-    for stats in measured:
+    for stats in measurement.stats:
         summary = stats.as_row()
         row: Row = {"estimator": spec.name, "parameter": stats.name, "size": stats.size}
         if sweep is not None:
             row[sweep[0]] = value
         row["num_samples"] = num_samples
         row.update({key: summary[key] for key in ROW_COLUMNS[4:] if key in summary})
+        row["evaluations"] = measurement.evaluations
         row["exact_variance"] = None if exact_variance is None else exact_variance[stats.name]
         rows.append({key: row[key] for key in _columns(sweep)})
     return rows
@@ -414,10 +422,12 @@ TABLE_COLUMNS = {
     "gradient_mean": "gradient mean",
     "gradient_se": "s.e.",
     "exact_gradient": "exact gradient",
+    "bias": "bias",
     "variance": "variance",
     "exact_variance": "exact variance",
     "snr": "SNR",
     "us_per_estimate": "us/estimate",
+    "evaluations": "f evals",
 }
 """The printed columns (all of them are in the JSON and CSV files), by row key."""
 
@@ -429,7 +439,8 @@ def format_table(result: Result) -> str:
     sweep = result.get("sweep")
     counts = ",".join(map(str, result["num_samples"]))
     header = (
-        f"{result['problem']}: {result['formula']}; {constants}"
+        f"{result['problem']}: {result['formula']}"
+        + (f"; {constants}" if constants else "")
         + ("" if sweep is None else f"; {sweep['name']} swept over {len(sweep['values'])} values")
         + f"; K={counts} samples per estimate, R={result['repeats']} repeats, "
         f"seed {result['seed']}"

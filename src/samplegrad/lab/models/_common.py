@@ -15,7 +15,8 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 from torch.nn import functional as F
 
-from samplegrad.estimators import log_mean_exp
+import samplegrad as sg
+from samplegrad.estimators import Estimator, log_mean_exp
 from samplegrad.generators import draw
 
 
@@ -91,6 +92,35 @@ class VAE(nn.Module):
     def importance_weights(self, x: Tensor) -> tuple[Distribution, Callable[[Tensor], Tensor]]:
         """``q(z | x)`` and ``log w(z) = log p(x, z) - log q(z | x)``, ``(S, B, ...) -> (S, B)``."""
         raise NotImplementedError
+
+    def monte_carlo_loss(
+        self,
+        x: Tensor,
+        estimator: str | Estimator,
+        num_samples: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> LossOutput:
+        """The negative ELBO with the KL inside the cost, ``f(z) = log q(z | x) - log p(x, z)``,
+        as ``sg.expectation(f, q, estimator, num_samples)``: any estimator that handles ``q``
+        (``"stl"`` removes the score of ``q``'s parameters, Roeder et al. 2017)."""
+        q, log_weight = self.importance_weights(x)
+        surrogate = sg.expectation(lambda z: -log_weight(z), q, estimator, num_samples, generator)
+        return LossOutput(surrogate.mean(), -surrogate.detach())
+
+    def bound_loss(
+        self,
+        x: Tensor,
+        estimator: str | Estimator = "pathwise",
+        num_samples: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> LossOutput:
+        """The negative importance-weighted bound with ``K = num_samples`` as the training loss
+        (Burda et al. 2016), its gradient by ``sg.iwae_bound``'s ``estimator``: ``"pathwise"``,
+        ``"dreg"`` or ``"stl"`` for a reparameterizable latent, ``"vimco"`` for any. The
+        loss output's ``elbo`` holds the per-image bound estimates."""
+        q, log_weight = self.importance_weights(x)
+        bound = sg.iwae_bound(log_weight, q, num_samples, estimator, generator)
+        return LossOutput(-bound.mean(), bound.detach())
 
     def iwae_bound(
         self,

@@ -45,7 +45,6 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, OneHotCategorical
 from torch.nn import functional as F
 
-from samplegrad import expectation
 from samplegrad.estimators import Cost, Estimator, check_num_samples
 from samplegrad.generators import draw
 from samplegrad.lab.models._common import (
@@ -150,10 +149,7 @@ class DiscreteVAE(VAE):
                 f"estimator must be an sg.Estimator instance, got {type(estimator).__name__}; "
                 "build one by name with samplegrad.lab.models.make_estimator(name, model)"
             )
-        logits = self.encode(x)
-        f = self.negative_log_weight(x, logits)
-        surrogate = expectation(f, self.distribution(logits), estimator, num_samples, generator)
-        return LossOutput(surrogate.mean(), -surrogate.detach())
+        return self.monte_carlo_loss(x, estimator, num_samples, generator)
 
     def elbo(
         self, x: Tensor, num_samples: int = 1, generator: torch.Generator | None = None

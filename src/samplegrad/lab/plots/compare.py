@@ -27,9 +27,12 @@ How to read each plot:
   variance times the microseconds one estimate takes (log x axis, smaller is better): the
   variance per unit of compute, which ranks estimators fairly when their costs differ.
 
-A variance of exactly zero (DisARM on a linear cost, exact enumeration) has no place on a log
-axis: in the variance plots it is drawn as a hollow triangle on the bottom edge, and the legend
-names the estimators concerned; in the bar plots it is a "0" at the left edge, without a bar.
+A variance of zero (DisARM on a linear cost, exact enumeration) has no place on a log axis: in
+the variance plots it is drawn as a hollow triangle on the bottom edge, and the legend names the
+estimators concerned; in the bar plots it is a "0" at the left edge, without a bar (and its SNR
+an "∞"). A variance at the level of float64 rounding counts as zero (:func:`rounding_zeros`):
+the delta method on a quadratic cost measures about ``1e-31`` instead of 0, and drawn as it is,
+it would stretch the log axis over 30 decades and flatten every other curve.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ __all__ = [
     "plot_variance_sweep",
     "plot_variance_vs_samples",
     "plot_work_normalized_variance",
+    "rounding_zeros",
 ]
 
 _STYLES: dict[str, tuple[str, str]] = {
@@ -85,6 +89,53 @@ _MAX_WIDTH = 14.0  # inches; 1400 px at the 100 dpi the figures are saved with
 _MIN_WIDTH = 7.0  # room for the title
 _PAD = 10**0.3  # a third of a decade of room around the data on log axes
 _DODGE = 0.05  # octaves between neighbouring estimators' dots in the K plot
+_ROUNDING = 1e-12
+"""A standard deviation below this fraction of a panel's gradient scale is the float64 rounding
+of a zero variance: machine epsilon (2.2e-16) times the operations behind one estimate stays
+far below it, and no estimator of these problems has a real standard deviation near it."""
+
+
+# --------------------------------------------------------------------------- rounding zeros
+
+
+def rounding_zeros(result: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``result`` in which every variance at the level of float64 rounding is 0.
+
+    Per parameter, the *scale* is the largest ``|gradient mean| + std`` (or ``|exact gradient|``)
+    of its rows; a measured or exact variance at most ``(1e-12 * scale)^2`` becomes exactly
+    zero, with its standard error, its work-normalised variance 0 and its SNR ``None`` (the
+    result's "infinite"). Zero-variance estimators then plot as zeros (bottom-edge triangles,
+    "0" and "∞" bars) instead of stretching the log axes by their roundoff.
+    """
+    scale: dict[str, float] = {}
+    for row in result["rows"]:
+        spread = math.sqrt(max(row["variance"], 0.0)) + abs(row["gradient_mean"])
+        exact = abs(row.get("exact_gradient") or 0.0)
+        scale[row["parameter"]] = max(scale.get(row["parameter"], 0.0), spread, exact)
+
+    def negligible(variance: float | None, parameter: str) -> bool:
+        return variance is not None and variance <= (_ROUNDING * scale.get(parameter, 0.0)) ** 2
+
+    rows = []
+    for row in result["rows"]:
+        row = dict(row)
+        if row["variance"] != 0 and negligible(row["variance"], row["parameter"]):
+            row.update(variance=0.0, variance_se=0.0, snr=None)
+            if row.get("work_normalized_variance") is not None:
+                row["work_normalized_variance"] = 0.0
+        if negligible(row.get("exact_variance"), row["parameter"]):
+            row["exact_variance"] = 0.0
+        rows.append(row)
+    curves = [
+        {
+            **curve,
+            "variance": [
+                0.0 if negligible(v, curve["parameter"]) else v for v in curve["variance"]
+            ],
+        }
+        for curve in result.get("exact_curves", [])
+    ]
+    return {**result, "rows": rows, "exact_curves": curves}
 
 
 # --------------------------------------------------------------------------- selection
@@ -315,7 +366,7 @@ def _variance_legend(
     if zero:
         ordered = [name for name in estimators if name in zero]
         names = "\n".join(textwrap.wrap(", ".join(ordered), 24))
-        label = f"variance exactly 0\n(bottom edge):\n{names}"
+        label = f"variance 0, or float\nrounding of 0\n(bottom edge):\n{names}"
         handles.append(
             Line2D(
                 [],
@@ -369,6 +420,7 @@ def plot_variance_sweep(
     sweep = result.get("sweep")
     if sweep is None:
         raise ValueError(f"the result for problem {result['problem']!r} has no sweep to plot")
+    result = rounding_zeros(result)
     name = sweep["name"]
     k, rows = _select_samples(result, result["rows"], num_samples)
     curves = [c for c in result.get("exact_curves", []) if c["num_samples"] == k]
@@ -407,6 +459,7 @@ def plot_variance_vs_samples(
     Raises:
         ValueError: no rows, or none at ``sweep_value``.
     """
+    result = rounding_zeros(result)
     value, rows = _select_sweep(result, sweep_value)
     if not rows:
         raise ValueError(f"the result for problem {result['problem']!r} has no rows to plot")
@@ -494,6 +547,7 @@ def _plot_bars(
     sweep_value: float | None,
 ) -> Path:
     """One panel of horizontal bars per parameter, an estimator per bar, shared limits."""
+    result = rounding_zeros(result)
     swept, rows = _select_sweep(result, sweep_value)
     k, rows = _select_samples(result, rows, num_samples)
     styles = _styles(result)
@@ -512,7 +566,9 @@ def _plot_bars(
         axes.set_yticks(range(len(estimators)), estimators, fontsize=8)
         axes.set_ylim(len(estimators) - 0.5, -0.5)  # the first estimator on top
         axes.set_title(f"gradient w.r.t. {parameter}", fontsize=9)
-        axes.set_xlabel(xlabel, fontsize=9)
+        # Wrapped to the panel (about 12 characters an inch at 9 points): a label wider than
+        # its panel runs past the figure's right edge, which constrained layout does not fix.
+        axes.set_xlabel("\n".join(textwrap.wrap(xlabel, int(size[0] * 10))), fontsize=9)
     figure.savefig(path, dpi=100)
     return path
 

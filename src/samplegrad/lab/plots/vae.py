@@ -6,7 +6,8 @@ backend alone.
 
 - :func:`plot_reconstructions`: test images above their reconstructions;
 - :func:`plot_prior_samples`: decoded draws from the prior ``p(z)``;
-- :func:`plot_elbo_curves`: training and validation ELBO per epoch (over seeds: mean, band);
+- :func:`plot_elbo_curves`: training and validation ELBO against the optimiser step (over
+  seeds: mean, band);
 - :func:`plot_latent_map`: the posterior means of test images coloured by digit, for a
   two-dimensional Gaussian latent.
 
@@ -104,19 +105,52 @@ def plot_prior_samples(
     return _show_grid(image_grid(images, columns), "samples from the prior (pixel means)", path)
 
 
-def plot_elbo_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Training and (where there is one) validation ELBO per epoch, in nats per image.
+_LABELLED_POINTS = 12
+"""Up to this many points of an ELBO curve against steps carry their epoch as a label."""
 
-    A row's ``train_elbo`` and ``valid_elbo`` are numbers, or lists with one value per seed
-    (``samplegrad train vae --seeds N``): then the curve is their mean, with a band from the
-    lowest to the highest seed.
+
+def plot_elbo_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Training and (where there is one) validation ELBO in nats per image.
+
+    The x axis is the optimiser step when every row has a ``"step"`` (the trainers' rows, one
+    per epoch, or rows recorded as often as a caller likes), else the ``"epoch"`` (which may be
+    fractional). A row's ``train_elbo`` and ``valid_elbo`` (optional) are numbers, or lists with
+    one value per seed (``samplegrad train vae --seeds N``): then the curve is their mean, with
+    a band from the lowest to the highest seed. Against steps, up to
+    :data:`_LABELLED_POINTS` points are labelled with their epoch; a history of one row (a
+    ``--steps`` run that ended inside its first epoch) is drawn as one labelled point, and the
+    title says that a curve needs more rows.
     """
+    by_step = bool(history) and all("step" in row for row in history)
+    key = "step" if by_step else "epoch"
     figure = new_figure(5, 3.5)
     axes = figure.subplots()
-    _curve(axes, [(row["epoch"], row["train_elbo"]) for row in history], "train", "o")
-    valid = [(row["epoch"], row["valid_elbo"]) for row in history if row["valid_elbo"] is not None]
+    train = [(row[key], row["train_elbo"]) for row in history]
+    _curve(axes, train, "train", "o")
+    valid = [(row[key], row["valid_elbo"]) for row in history if row.get("valid_elbo") is not None]
     _curve(axes, valid, "validation", "s")
-    axes.set_xlabel("epoch")
+    if by_step and len(history) <= _LABELLED_POINTS:
+        for row, (x, value) in zip(history, train, strict=True):
+            y = float(np.mean(value))
+            axes.annotate(
+                f"epoch {row['epoch']:g}",
+                (x, y),
+                textcoords="offset points",
+                xytext=(4, 5),
+                fontsize=7,
+                color="0.35",
+            )
+    if len(history) == 1:
+        axes.set_title(
+            f"one row so far (step {history[0][key]:,}): a curve needs two or more",
+            fontsize=8,
+        )
+    if by_step:
+        from matplotlib.ticker import MaxNLocator
+
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_xlim(0, max(row["step"] for row in history) * 1.08)  # training starts at 0
+    axes.set_xlabel("optimiser step" if by_step else "epoch")
     axes.set_ylabel("ELBO (nats per image)")
     axes.legend()
     axes.grid(alpha=0.3)
@@ -124,18 +158,18 @@ def plot_elbo_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def _curve(axes: Any, points: list[tuple[int, Any]], label: str, marker: str) -> None:
-    """One ELBO curve: per epoch a number, or per seed a value (mean and min-max band)."""
+def _curve(axes: Any, points: list[tuple[float, Any]], label: str, marker: str) -> None:
+    """One ELBO curve: per point a number, or per seed a value (mean and min-max band)."""
     if not points:
         return
-    epochs = [epoch for epoch, _ in points]
+    xs = [x for x, _ in points]
     values = np.array([np.atleast_1d(value) for _, value in points], dtype=float)
     seeds = values.shape[1]
     if seeds > 1:
         label = f"{label} (mean, min-max of {seeds} seeds)"
-    line = axes.plot(epochs, values.mean(1), marker=marker, label=label)[0]
+    line = axes.plot(xs, values.mean(1), marker=marker, label=label)[0]
     if seeds > 1:
-        axes.fill_between(epochs, values.min(1), values.max(1), alpha=0.25, color=line.get_color())
+        axes.fill_between(xs, values.min(1), values.max(1), alpha=0.25, color=line.get_color())
 
 
 @torch.no_grad()

@@ -1,10 +1,12 @@
-"""The two policy-gradient tasks as :func:`samplegrad.lab.training.policy.fit_policy` drives them.
+"""The two policy-gradient tasks as :class:`samplegrad.lab.training.policy.PolicyTrainer` drives
+them.
 
 A task owns its environment, its policy and (for ``baseline="learned"``) its value network,
-and answers four requests: the surrogate of one optimiser step, a validation score during
-training, the final evaluation, and its plots. Every random draw of step ``k`` comes from
-generators seeded by ``(seed, stream, k)``, so a step does not depend on the steps before it
-except through the parameters: an interrupted and resumed run repeats an uninterrupted one.
+and answers five requests: load its data, the surrogate of one optimiser step, a validation
+score during training, the final evaluation, and its plots. Every random draw of step ``k``
+comes from generators seeded by ``(seed, stream, k)``, so a step does not depend on the steps
+before it except through the parameters: an interrupted and resumed run repeats an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from samplegrad.lab.data import CorruptDataError
 from samplegrad.lab.rl import bandit, cartpole
 from samplegrad.lab.rl.networks import ValueBaseline, mlp
 from samplegrad.lab.rl.reinforce import BaselineKind, bandit_surrogate, episodes_surrogate
-from samplegrad.lab.training.runs import TrainError, stream_generator, stream_seed
+from samplegrad.lab.training.data import load_splits
+from samplegrad.lab.training.seeds import stream_generator, stream_seed
 
 # Random streams, combined with the seed (and the step) into independent generator seeds.
 INIT, CONTEXTS, SAMPLING = range(3)
@@ -33,6 +35,9 @@ i`` and ``TEST_SEED + i``, ``i < eval_episodes``: fixed, and apart from the trai
 class Task(Protocol):
     policy: nn.Module
     value: ValueBaseline | None
+
+    def load_data(self) -> None:
+        """Read the task's data, if it has any (``ValueError`` for a size it cannot give)."""
 
     def surrogate(self, step: int) -> tuple[Tensor, float | Tensor, int]:
         """The surrogate of optimiser step ``step`` (1-based), the mean training return of
@@ -70,15 +75,6 @@ class BanditTask:
     def __init__(self, config: Any) -> None:
         self.config = config
         self.device = torch.device(config.device)
-        try:
-            self.train, self.valid, self.test = (
-                bandit.load_bandit(config.data_dir, split, config.validation_size, self.device)
-                for split in ("train", "valid", "test")
-            )
-        except CorruptDataError:
-            raise
-        except ValueError as error:  # a validation_size the data cannot give
-            raise TrainError(str(error)) from None
         value = (bandit.OBSERVATION_SIZE, config.hidden, 1.0)
         self.policy, self.value = init_networks(
             config.seed,
@@ -86,6 +82,10 @@ class BanditTask:
             value if config.baseline == BaselineKind.LEARNED else None,
         )
         self._surrogate = torch.compile(bandit_surrogate) if config.compile else bandit_surrogate
+
+    def load_data(self) -> None:
+        """The training images (contexts), the held-out ones and the test images: grey levels."""
+        self.train, self.valid, self.test = load_splits(self.config, "none")
 
     def surrogate(self, step: int) -> tuple[Tensor, float | Tensor, int]:
         config = self.config
@@ -144,6 +144,9 @@ class CartPoleTask:
             for network in (self.policy, self.value):
                 if network is not None:
                     network.compile()
+
+    def load_data(self) -> None:
+        """Nothing to read: the episodes are played."""
 
     def surrogate(self, step: int) -> tuple[Tensor, float | Tensor, int]:
         config = self.config

@@ -1,4 +1,5 @@
-"""Training loop for the Bayesian classifiers of :mod:`samplegrad.lab.models.bnn` on MNIST.
+"""Training the Bayesian classifiers of :mod:`samplegrad.lab.models.bnn` on MNIST:
+:class:`BNNTrainer`, run by the one loop (:mod:`samplegrad.lab.training.loop`).
 
 >>> from samplegrad.lab.training.bnn import BNNConfig, fit_bnn
 >>> metrics = fit_bnn(BNNConfig(layer="flipout", epochs=3, out="runs/bnn"))  # doctest: +SKIP
@@ -30,183 +31,102 @@ number of optimiser steps instead of ``epochs``, as :mod:`samplegrad.lab.trainin
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 import time
 from collections.abc import Callable
-from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from samplegrad.lab.data import MNIST, load_mnist
 from samplegrad.lab.models.bnn import BayesianClassifier, BayesianCNN, BayesianMLP, BNNLoss
 from samplegrad.lab.training.calibration import (
     ECE_BINS,
     expected_calibration_error,
     predictive_entropy,
 )
-from samplegrad.lab.training.runs import (
-    POSTFIX_EVERY,
-    Stop,
-    TrainError,
-    check_compatible,
-    check_device,
-    check_int,
-    compile_for,
-    interrupted,
-    read_checkpoint,
-    refuse_to_overwrite,
-    reopen_partial_epoch,
-    save_checkpoint,
-    show_progress,
-    stop_on_signals,
-    stream_generator,
-    stream_seed,
-    write_csv,
-    write_json,
-)
+from samplegrad.lab.training.config import EpochConfig, TrainError, epochs_option, option
+from samplegrad.lab.training.data import load_splits
+from samplegrad.lab.training.files import CHECKPOINT
+from samplegrad.lab.training.loop import OnStep, Trainer, compiled, train
+from samplegrad.lab.training.seeds import stream_generator, stream_seed
 from samplegrad.nn.bayesian import DEFAULT_INIT_SCALE, Layer, kl_divergence
 
-__all__ = ["ARCHS", "CSV_COLUMNS", "SUMMARY_KEYS", "BNNConfig", "TrainError", "fit_bnn"]
+__all__ = [
+    "ARCHS",
+    "CHECKPOINT",
+    "CSV_COLUMNS",
+    "SUMMARY_KEYS",
+    "BNNConfig",
+    "BNNTrainer",
+    "TrainError",
+    "build_model",
+    "fit_bnn",
+]
 
 ARCHS = ("mlp", "cnn")
 """``mlp``: 784-400-400-10; ``cnn``: two 5 x 5 convolutions and 1568-128-10."""
 
-CSV_COLUMNS = (
-    "epoch",
-    "step",
-    "train_loss",
-    "train_nll",
-    "valid_accuracy",
-    "valid_nll",
-    "seconds",
-)
+CSV_COLUMNS = ("epoch", "step", "train_loss", "train_nll", "valid_accuracy", "valid_nll", "seconds")
 
 SUMMARY_KEYS = (
-    "test_accuracy",
-    "test_nll",
-    "test_ece",
-    "ece_bins",
-    "eval_samples",
-    "entropy_test",
-    "entropy_noise",
-    "train_loss",
-    "train_nll",
-    "kl_per_example",
-    "valid_accuracy",
-    "valid_nll",
-    "epochs",
-    "steps",
-    "epoch_seconds",
-    "num_train",
-    "arch",
-    "layer",
-    "batch_size",
-    "lr",
-    "prior_scale",
-    "init_scale",
-    "seed",
-    "device",
+    *("test_accuracy", "test_nll", "test_ece", "ece_bins", "eval_samples"),
+    *("entropy_test", "entropy_noise", "train_loss", "train_nll", "kl_per_example"),
+    *("valid_accuracy", "valid_nll", "epochs", "steps", "epoch_seconds", "num_train"),
+    *("arch", "layer", "batch_size", "lr", "prior_scale", "init_scale", "seed", "device"),
     "torch",
 )
 """The keys of ``metrics.json``, which :func:`fit_bnn` also returns."""
-
-MUST_MATCH_ON_RESUME = (
-    "arch",
-    "layer",
-    "batch_size",
-    "prior_scale",
-    "init_scale",
-    "seed",
-    "validation_size",
-    "device",
-)
-"""Config fields a resumed run must share with its checkpoint (the model, the objective and
-what fixes the data order and the random streams)."""
-
-CHECKPOINT = "checkpoint.pt"
-_CHECKPOINT_FORMAT = 1
 
 # Random streams, combined with the seed (and the epoch) into independent generator seeds.
 _INIT, _DATA, _SAMPLING, _VALID, _TEST, _NOISE = range(6)
 
 
-@dataclasses.dataclass
-class BNNConfig:
-    """Everything a BNN training run depends on; the command line's options, one for one.
+_COMPILE_HELP = (
+    "compile the loss and the Adam step with torch.compile (on CUDA also a CUDA graph); the "
+    "first steps take tens of seconds"
+)
+_ARCH_HELP = (
+    "mlp: 784-400-400-10; cnn: two 5x5 convolutions (16 and 32 channels, 2x2 max pooling) and "
+    "1568-128-10"
+)
+_LAYER_HELP = (
+    "how weights are sampled: Flipout (pseudo-independent per example), local "
+    "reparameterization (pre-activations per example) or naive (one draw per batch)"
+)
+_PRIOR_HELP = "standard deviation of every weight's N(0, S^2) prior"
+_INIT_HELP = "every posterior standard deviation at initialisation"
+_EVAL_HELP = "posterior draws averaged by the predictive when evaluating"
+
+
+@dataclasses.dataclass(kw_only=True)
+class BNNConfig(EpochConfig):
+    """Everything a BNN training run depends on (these fields and those of
+    :class:`~samplegrad.lab.training.config.EpochConfig`); the command line's options.
 
     Attributes:
         arch: ``"mlp"`` or ``"cnn"`` (:data:`ARCHS`).
         layer: how the weights are sampled: ``"flipout"``, ``"local-reparam"`` or ``"naive"``.
-        epochs: passes over the training split; ignored when ``steps`` is set.
-        steps: optimiser steps to train for, instead of ``epochs``.
-        batch_size, lr: of the Adam steps.
         prior_scale: the ``s`` of every weight's ``N(0, s^2)`` prior.
         init_scale: every posterior standard deviation at initialisation.
         eval_samples: posterior draws ``K`` averaged by the predictive when evaluating.
-        seed: seeds every random stream (initialisation, data order, weight noise, evaluation).
-        data_dir: the folder with the MNIST files; ``None`` searches as
-            :func:`samplegrad.lab.data.find_mnist` does.
-        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        out: the output folder, created if missing.
-        resume: continue from ``out/checkpoint.pt`` instead of starting afresh.
-        validation_size: training images held out for validation (0: none, train on 60 000).
-        eval_batch_size: images per batch when evaluating.
-        progress: show a progress bar (only on a terminal).
         compile: compile the loss (forward and backward) and the Adam step with
             ``torch.compile``; the first steps then take tens of seconds.
     """
 
-    arch: str = "mlp"
-    layer: str = "flipout"
-    epochs: int = 5
-    steps: int | None = None
-    batch_size: int = 128
-    lr: float = 1e-3
-    prior_scale: float = 1.0
-    init_scale: float = DEFAULT_INIT_SCALE
-    eval_samples: int = 10
-    seed: int = 0
-    data_dir: str | None = None
-    device: str = "cpu"
-    out: str = "bnn-out"
-    resume: bool = False
-    validation_size: int = 10_000
-    eval_batch_size: int = 1000
-    progress: bool = True
-    compile: bool = False
+    MUST_MATCH_ON_RESUME: ClassVar[tuple[str, ...]] = (
+        *("arch", "layer", "batch_size", "prior_scale", "init_scale", "seed"),
+        *("validation_size", "device"),
+    )
 
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise TrainError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
-        try:
-            self.layer = Layer(self.layer).value
-        except ValueError:
-            choices = ", ".join(layer.value for layer in Layer)
-            raise TrainError(f"layer must be one of {choices}, got {self.layer!r}") from None
-        for name in ("epochs", "batch_size", "eval_samples", "eval_batch_size"):
-            check_int(name, getattr(self, name), minimum=1)
-        if self.steps is not None:
-            check_int("steps", self.steps, minimum=1)
-        check_int("validation_size", self.validation_size, minimum=0)
-        check_int("seed", self.seed, minimum=0)
-        for name in ("lr", "prior_scale", "init_scale"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TrainError(f"{name} must be a finite number > 0, got {value!r}")
-            if not (math.isfinite(value) and value > 0):
-                raise TrainError(f"{name} must be a finite number > 0, got {value!r}")
-        self.device = str(check_device(self.device))
-        self.out = os.fspath(self.out)
-        self.data_dir = None if self.data_dir is None else os.fspath(self.data_dir)
-
-
-def _generator(config: BNNConfig, stream: int, epoch: int = 0) -> torch.Generator:
-    return stream_generator(config.seed, stream, epoch, config.device)
+    arch: str = option("mlp", _ARCH_HELP, choices=ARCHS)
+    layer: str = option("flipout", _LAYER_HELP, choices=tuple(Layer))
+    epochs: int = epochs_option(5)
+    prior_scale: float = option(1.0, _PRIOR_HELP, metavar="S", positive=True)
+    init_scale: float = option(DEFAULT_INIT_SCALE, _INIT_HELP, metavar="S", positive=True)
+    eval_samples: int = option(10, _EVAL_HELP, metavar="K", minimum=1)
+    out: str = option("bnn-out", "output folder, created if missing", metavar="DIR")
+    compile: bool = option(False, _COMPILE_HELP)
 
 
 def build_model(config: BNNConfig) -> BayesianClassifier:
@@ -222,6 +142,32 @@ def build_model(config: BNNConfig) -> BayesianClassifier:
     return model.to(config.device)
 
 
+def _training_step(
+    model: BayesianClassifier,
+    optimizer: torch.optim.Optimizer,
+    num_train: int,
+    generator: torch.Generator,
+    compile: bool,
+) -> Callable[[Tensor, Tensor], BNNLoss]:
+    """Zero the gradients, the ELBO loss, backward, Adam; eager or, with ``compile``, the loss
+    and the optimiser step compiled (:func:`samplegrad.lab.training.loop.compiled`)."""
+
+    def elbo_loss(x: Tensor, y: Tensor) -> BNNLoss:
+        return model.loss(x, y, num_train, generator)
+
+    device = next(model.parameters()).device
+    loss, optimizer_step = compiled(elbo_loss, optimizer, compile, device)
+
+    def step(x: Tensor, y: Tensor) -> BNNLoss:
+        optimizer.zero_grad(set_to_none=True)
+        output = loss(x, y)
+        output.loss.backward()
+        optimizer_step()
+        return output
+
+    return step
+
+
 @dataclasses.dataclass
 class _State:
     """What a checkpoint restores besides the model and optimiser."""
@@ -234,98 +180,6 @@ class _State:
     epoch_seconds: float = 0.0
 
 
-@dataclasses.dataclass
-class _Run:
-    config: BNNConfig
-    model: BayesianClassifier
-    optimizer: torch.optim.Optimizer
-    sampling: torch.Generator
-    num_train: int
-    state: _State
-    step: Callable[[Tensor, Tensor], BNNLoss] = dataclasses.field(init=False)
-    """One optimiser step on ``(x, y)``; returns the (detached) loss terms."""
-
-    def __post_init__(self) -> None:
-        self.step = _training_step(self)
-
-
-def _training_step(run: _Run) -> Callable[[Tensor, Tensor], BNNLoss]:
-    """Zero the gradients, the ELBO loss, backward, Adam; eager or, with ``config.compile``,
-    the loss and the optimiser step compiled (as
-    :func:`samplegrad.lab.training.vae.training_step`)."""
-    model, optimizer = run.model, run.optimizer
-
-    def loss(x: Tensor, y: Tensor) -> BNNLoss:
-        return model.loss(x, y, run.num_train, run.sampling)
-
-    optimizer_step = optimizer.step
-    if run.config.compile:
-        device = run.config.device
-        loss, optimizer_step = compile_for(loss, device), compile_for(optimizer.step, device)
-
-    def step(x: Tensor, y: Tensor) -> BNNLoss:
-        optimizer.zero_grad(set_to_none=True)
-        output = loss(x, y)
-        output.loss.backward()
-        optimizer_step()
-        return output
-
-    return step
-
-
-def _save(run: _Run) -> Path:
-    payload = {
-        "format": _CHECKPOINT_FORMAT,
-        "config": dataclasses.asdict(run.config),
-        "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "sampling_generator": run.sampling.get_state(),
-        "state": dataclasses.asdict(run.state),
-        "torch": str(torch.__version__),
-    }
-    return save_checkpoint(Path(run.config.out) / CHECKPOINT, payload)
-
-
-def _start(config: BNNConfig, num_train: int) -> _Run:
-    """A fresh run, or the one restored from the checkpoint when ``config.resume``."""
-    path = Path(config.out) / CHECKPOINT
-    refuse_to_overwrite(path, config.resume)
-    model = build_model(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    run = _Run(config, model, optimizer, _generator(config, _SAMPLING), num_train, _State())
-    if config.resume:
-        payload = read_checkpoint(
-            path,
-            "cannot resume: ",
-            "run without --resume (resume=False) to start training, or point --out at the "
-            "folder of the run to continue",
-        )
-        check_compatible(config, payload.get("config", {}), path, MUST_MATCH_ON_RESUME)
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        run.sampling.set_state(payload["sampling_generator"])
-        run.state = _State(**payload["state"])
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr
-    return run
-
-
-# --------------------------------------------------------------------------------------------
-# Evaluation
-
-
-@torch.no_grad()
-def _predict(run: _Run, images: Tensor, generator: torch.Generator) -> Tensor:
-    """The predictive probabilities of ``images`` (grey levels), in evaluation batches."""
-    size = run.config.eval_batch_size
-    return torch.cat(
-        [
-            run.model.predict(images[start : start + size], run.config.eval_samples, generator)
-            for start in range(0, len(images), size)
-        ]
-    )
-
-
 def _nll(probs: Tensor, labels: Tensor) -> float:
     """``-mean log p(y | x)``; a probability that underflows to 0 counts as ``tiny``."""
     picked = probs.gather(1, labels[:, None]).squeeze(1)
@@ -336,154 +190,141 @@ def _accuracy(probs: Tensor, labels: Tensor) -> float:
     return float((probs.argmax(-1) == labels).double().mean())
 
 
-def _noise_images(config: BNNConfig, count: int) -> Tensor:
-    """``count`` images of independent uniform grey levels: out-of-distribution inputs."""
-    generator = _generator(config, _NOISE)
-    return torch.rand(count, 28 * 28, generator=generator, device=config.device)
+class BNNTrainer(Trainer):
+    """A Bayesian classifier on MNIST (module docstring): a row of ``metrics.csv`` per epoch;
+    accuracy, NLL, calibration and predictive entropies in ``metrics.json``."""
 
+    checkpoint_format = 1
+    progress_label = "loss"
 
-# --------------------------------------------------------------------------------------------
-# The loop
+    def __init__(self, config: BNNConfig) -> None:
+        self.config = config
 
+    def _generator(self, stream: int, epoch: int = 0) -> torch.Generator:
+        return stream_generator(self.config.seed, stream, epoch, self.config.device)
 
-def _train_steps(
-    run: _Run,
-    train: MNIST,
-    total: int,
-    stop: Stop,
-    bar: tqdm,
-    on_step: Callable[[int, float], None] | None,
-) -> None:
-    """Train through the rest of the current epoch, or until ``total`` steps or a signal."""
-    config, state = run.config, run.state
-    per_epoch = math.ceil(len(train) / config.batch_size)
-    epoch, done = divmod(state.step, per_epoch)
-    batches = train.batches(config.batch_size, generator=_generator(config, _DATA, epoch))
-    # Skipping the batches already trained on draws them again: the epoch's generator ends
-    # in the same state as in an uninterrupted run.
-    sums = torch.zeros(2, dtype=torch.float64, device=config.device)  # loss, NLL
-    last = time.perf_counter()
-    try:
-        for x, y in islice(batches, done, None):
-            loss = run.step(x, y)
-            state.step += 1
-            sums += torch.stack([loss.loss.detach(), loss.nll.detach()])  # no host sync
-            state.batches += 1
-            bar.update(1)
-            if bar.disable is False and state.step % POSTFIX_EVERY == 0:
-                bar.set_postfix(nll=f"{loss.nll.item():.3f}", refresh=False)
-            if on_step is not None:
-                on_step(state.step, loss.loss.item())
-            if state.step >= total or stop.signum is not None:
-                return
-    finally:
-        loss_sum, nll_sum = sums.tolist()  # waits for the device: the time is the work's
-        state.loss_sum += loss_sum
-        state.nll_sum += nll_sum
-        state.epoch_seconds += time.perf_counter() - last
+    def build(self) -> None:
+        self.model = build_model(self.config)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+        self.sampling = self._generator(_SAMPLING)
+        self.state = _State()
+        self._sums = torch.zeros(2, dtype=torch.float64, device=self.config.device)  # loss, NLL
 
+    def load_data(self) -> None:
+        config = self.config
+        self.train, self.valid, self.test = load_splits(config, "none")
+        self.num_train = len(self.train)
+        self._step = _training_step(
+            self.model, self.optimizer, self.num_train, self.sampling, config.compile
+        )
+        self.period = config.steps_per_epoch(self.num_train)
+        self.total_steps = config.total_steps(self.num_train)
 
-def _close_epoch(run: _Run, valid: MNIST | None, per_epoch: int) -> None:
-    """Append the epoch's row; at an epoch boundary, reset the epoch's sums (after a final
-    partial epoch they stay open, for :func:`samplegrad.lab.training.runs.reopen_partial_epoch`)."""
-    state = run.state
-    epoch = math.ceil(state.step / per_epoch)
-    accuracy = nll = None
-    if valid is not None:
-        run.model.eval()
-        probs = _predict(run, valid.images, _generator(run.config, _VALID, epoch))
-        run.model.train()
-        accuracy, nll = _accuracy(probs, valid.labels), _nll(probs, valid.labels)
-    state.history.append(
-        {
-            "epoch": epoch,
-            "step": state.step,
-            "train_loss": state.loss_sum / state.batches,
-            "train_nll": state.nll_sum / state.batches,
-            "valid_accuracy": accuracy,
-            "valid_nll": nll,
-            "seconds": state.epoch_seconds,
-        }
-    )
-    if state.step % per_epoch == 0:
-        state.loss_sum, state.nll_sum, state.batches, state.epoch_seconds = 0.0, 0.0, 0, 0.0
+    def batches(self, period: int) -> Any:
+        generator = self._generator(_DATA, period)
+        return self.train.batches(self.config.batch_size, generator=generator)
 
+    def step(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        loss = self._step(*batch)
+        self._sums += torch.stack([loss.loss.detach(), loss.nll.detach()])  # no host sync
+        self.state.batches += 1
+        return loss.loss.detach()
 
-def _loop(
-    run: _Run,
-    train: MNIST,
-    valid: MNIST | None,
-    stop: Stop,
-    on_step: Callable[[int, float], None] | None,
-) -> None:
-    """Epoch after epoch until the last step or a signal; metrics and checkpoint per epoch."""
-    config, state = run.config, run.state
-    per_epoch = math.ceil(len(train) / config.batch_size)
-    total = config.steps if config.steps is not None else config.epochs * per_epoch
-    if state.step < total:
-        reopen_partial_epoch(state.history, state.step, per_epoch)
-    show = show_progress(config.progress)
-    with tqdm(total=total, initial=min(state.step, total), disable=not show, unit="step") as bar:
-        while state.step < total and stop.signum is None:
-            _train_steps(run, train, total, stop, bar, on_step)
-            if state.step % per_epoch == 0 or state.step >= total:
-                _close_epoch(run, valid, per_epoch)
-                write_csv(Path(config.out) / "metrics.csv", CSV_COLUMNS, state.history)
-            _save(run)
+    def end_stretch(self, started: float) -> None:
+        loss_sum, nll_sum = self._sums.tolist()  # waits for the device: the time is the work's
+        self._sums.zero_()
+        self.state.loss_sum += loss_sum
+        self.state.nll_sum += nll_sum
+        self.state.epoch_seconds += time.perf_counter() - started
 
-
-def _load_splits(config: BNNConfig) -> tuple[MNIST, MNIST | None, MNIST]:
-    def split(name: str) -> MNIST:
-        return load_mnist(
-            config.data_dir,
-            split=name,
-            validation_size=config.validation_size,
-            binarize="none",
-            device=config.device,
+    @torch.no_grad()
+    def _predict(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        """The predictive probabilities of ``images`` (grey levels), in evaluation batches."""
+        size, samples = self.config.eval_batch_size, self.config.eval_samples
+        return torch.cat(
+            [
+                self.model.predict(images[start : start + size], samples, generator)
+                for start in range(0, len(images), size)
+            ]
         )
 
-    valid = split("valid") if config.validation_size else None
-    return split("train"), valid, split("test")
+    def close_period(self, number: int, whole: bool) -> None:
+        """The epoch's row; at an epoch boundary the epoch's sums start afresh."""
+        state, valid = self.state, self.valid
+        accuracy = nll = None
+        if valid is not None:
+            self.model.eval()
+            probs = self._predict(valid.images, self._generator(_VALID, number))
+            self.model.train()
+            accuracy, nll = _accuracy(probs, valid.labels), _nll(probs, valid.labels)
+        state.history.append(
+            {
+                "epoch": number,
+                "step": state.step,
+                "train_loss": state.loss_sum / state.batches,
+                "train_nll": state.nll_sum / state.batches,
+                "valid_accuracy": accuracy,
+                "valid_nll": nll,
+                "seconds": state.epoch_seconds,
+            }
+        )
+        if whole:
+            state.loss_sum, state.nll_sum, state.batches, state.epoch_seconds = 0.0, 0.0, 0, 0.0
+
+    def metrics(self) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
+        return CSV_COLUMNS, self.state.history
+
+    def saved(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "sampling_generator": self.sampling.get_state()}
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        self.model.load_state_dict(payload["model"])
+        self.sampling.set_state(payload["sampling_generator"])
+
+    def summarise(self) -> dict[str, Any]:
+        """The contents of ``metrics.json`` (:data:`SUMMARY_KEYS`)."""
+        config, state, test = self.config, self.state, self.test
+        self.model.eval()
+        self.probs = self._predict(test.images, self._generator(_TEST))
+        noise = torch.rand(
+            len(test), 28 * 28, generator=self._generator(_NOISE), device=config.device
+        )  # out-of-distribution inputs: independent uniform grey levels
+        self.noise_probs = self._predict(noise, self._generator(_TEST, 1))
+        last = state.history[-1] if state.history else {}
+        with torch.no_grad():
+            kl = float(kl_divergence(self.model))
+        settings = ("arch", "layer", "batch_size", "lr", "prior_scale", "init_scale", "seed")
+        return {
+            "test_accuracy": _accuracy(self.probs, test.labels),
+            "test_nll": _nll(self.probs, test.labels),
+            "test_ece": expected_calibration_error(self.probs, test.labels, ECE_BINS),
+            "ece_bins": ECE_BINS,
+            "eval_samples": config.eval_samples,
+            "entropy_test": float(predictive_entropy(self.probs).mean()),
+            "entropy_noise": float(predictive_entropy(self.noise_probs).mean()),
+            **{key: last.get(key) for key in ("train_loss", "train_nll")},
+            "kl_per_example": kl / self.num_train,
+            **{key: last.get(key) for key in ("valid_accuracy", "valid_nll")},
+            "epochs": last.get("epoch", 0),
+            "steps": state.step,
+            "epoch_seconds": [row["seconds"] for row in state.history],
+            "num_train": self.num_train,
+            **{name: getattr(config, name) for name in settings},
+            "device": config.device,
+            "torch": str(torch.__version__),
+        }
+
+    def plot(self, summary: dict[str, Any]) -> None:
+        # Imported here: matplotlib takes most of a second to import, which every `samplegrad`
+        # command (the CLI imports this module) would otherwise pay.
+        from samplegrad.lab.plots import bnn as plots
+
+        labels, history = self.test.labels.cpu(), self.state.history
+        out = Path(self.config.out)
+        plots.plot_bnn_run(self.probs.cpu(), labels, self.noise_probs.cpu(), history, out)
 
 
-def _summary(run: _Run, test: MNIST, probs: Tensor, noise_probs: Tensor) -> dict[str, Any]:
-    """The contents of ``metrics.json`` (:data:`SUMMARY_KEYS`)."""
-    config, state = run.config, run.state
-    last = state.history[-1] if state.history else {}
-    with torch.no_grad():
-        kl = float(kl_divergence(run.model))
-    return {
-        "test_accuracy": _accuracy(probs, test.labels),
-        "test_nll": _nll(probs, test.labels),
-        "test_ece": expected_calibration_error(probs, test.labels, ECE_BINS),
-        "ece_bins": ECE_BINS,
-        "eval_samples": config.eval_samples,
-        "entropy_test": float(predictive_entropy(probs).mean()),
-        "entropy_noise": float(predictive_entropy(noise_probs).mean()),
-        "train_loss": last.get("train_loss"),
-        "train_nll": last.get("train_nll"),
-        "kl_per_example": kl / run.num_train,
-        "valid_accuracy": last.get("valid_accuracy"),
-        "valid_nll": last.get("valid_nll"),
-        "epochs": last.get("epoch", 0),
-        "steps": state.step,
-        "epoch_seconds": [row["seconds"] for row in state.history],
-        "num_train": run.num_train,
-        "arch": config.arch,
-        "layer": config.layer,
-        "batch_size": config.batch_size,
-        "lr": config.lr,
-        "prior_scale": config.prior_scale,
-        "init_scale": config.init_scale,
-        "seed": config.seed,
-        "device": config.device,
-        "torch": str(torch.__version__),
-    }
-
-
-def fit_bnn(
-    config: BNNConfig, *, on_step: Callable[[int, float], None] | None = None
-) -> dict[str, Any]:
+def fit_bnn(config: BNNConfig, *, on_step: OnStep | None = None) -> dict[str, Any]:
     """Train the Bayesian classifier of ``config``; return the final metrics (also in
     ``out/metrics.json``).
 
@@ -491,33 +332,7 @@ def fit_bnn(
         config: the run (see :class:`BNNConfig`).
         on_step: called after every optimiser step with the step count and the batch's loss.
 
-    Returns:
-        The :data:`SUMMARY_KEYS` of ``metrics.json``; if SIGINT or SIGTERM stopped training,
-        instead ``{"interrupted": "SIGINT", "signal": 2, "step": ..., "checkpoint": ...}``.
-
-    Raises:
-        TrainError: an invalid or incompatible request (the message says what to change);
-        samplegrad.lab.data.MNISTNotFoundError, CorruptDataError: the data cannot be read;
-        OSError: ``out`` cannot be written.
+    Returns and raises as :func:`samplegrad.lab.training.loop.train`: the summary (the
+    :data:`SUMMARY_KEYS` of ``metrics.json``), or ``{"interrupted": ...}`` after a signal.
     """
-    train, valid, test = _load_splits(config)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    run = _start(config, len(train))
-    with stop_on_signals() as stop:
-        _loop(run, train, valid, stop, on_step)
-    if stop.signum is not None:
-        return interrupted(stop.signum, run.state.step, out / CHECKPOINT)
-    run.model.eval()
-    probs = _predict(run, test.images, _generator(config, _TEST))
-    noise_probs = _predict(run, _noise_images(config, len(test)), _generator(config, _TEST, 1))
-    summary = _summary(run, test, probs, noise_probs)
-    write_json(out / "metrics.json", summary)
-    # Imported here: matplotlib takes most of a second to import, which every `samplegrad`
-    # command (the CLI imports this module) would otherwise pay.
-    from samplegrad.lab.plots import bnn as bnn_plots
-
-    bnn_plots.plot_bnn_run(
-        probs.cpu(), test.labels.cpu(), noise_probs.cpu(), run.state.history, out
-    )
-    return summary
+    return train(BNNTrainer(config), on_step)

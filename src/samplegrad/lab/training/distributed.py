@@ -4,7 +4,7 @@
 ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` in each one's environment; :func:`process_group`
 sees them and joins the group (gloo on the CPU, NCCL on GPUs, one GPU per process:
 ``cuda:LOCAL_RANK``). Without them every function here answers as the only process of a
-group of one, so the trainers run unchanged outside ``torchrun``.
+group of one, so a trainer runs unchanged outside ``torchrun``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,11 @@ _TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 def launched() -> bool:
     """Whether this process was started by ``torchrun`` (its environment names a rank)."""
     return all(name in os.environ for name in _TORCHRUN_VARIABLES)
+
+
+def launched_processes() -> int:
+    """The number of processes ``torchrun`` started (1 outside ``torchrun``)."""
+    return int(os.environ["WORLD_SIZE"]) if launched() else 1
 
 
 def active() -> bool:

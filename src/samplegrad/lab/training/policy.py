@@ -1,4 +1,5 @@
-"""Policy-gradient training: REINFORCE on the MNIST contextual bandit or on CartPole-v1.
+"""Policy-gradient training: REINFORCE on the MNIST contextual bandit or on CartPole-v1, as
+:class:`PolicyTrainer`, run by the one loop (:mod:`samplegrad.lab.training.loop`).
 
 >>> from samplegrad.lab.training.policy import PolicyConfig, fit_policy
 >>> metrics = fit_policy(PolicyConfig(env="mnist-bandit", out="runs/bandit"))  # doctest: +SKIP
@@ -39,37 +40,38 @@ seed gives the same run, also when it is interrupted and resumed.
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from samplegrad.lab.rl.reinforce import BaselineKind
 from samplegrad.lab.rl.tasks import BanditTask, CartPoleTask, Task
-from samplegrad.lab.training.runs import (
-    POSTFIX_EVERY,
-    Stop,
+from samplegrad.lab.training.config import (
+    HELD_OUT_SIZES,
+    MNIST_TRAINING_IMAGES,
+    RunConfig,
     TrainError,
-    check_compatible,
-    check_device,
+    check_field,
     check_int,
-    interrupted,
-    read_checkpoint,
-    refuse_to_overwrite,
-    save_checkpoint,
-    show_progress,
-    stop_on_signals,
-    write_csv,
-    write_json,
+    option,
 )
+from samplegrad.lab.training.files import CHECKPOINT
+from samplegrad.lab.training.loop import OnStep, Trainer, train
 
-__all__ = ["ENVS", "SUMMARY_KEYS", "PolicyConfig", "TrainError", "fit_policy"]
+__all__ = [
+    "CHECKPOINT",
+    "CSV_COLUMNS",
+    "DEFAULTS",
+    "ENVS",
+    "SUMMARY_KEYS",
+    "PolicyConfig",
+    "PolicyTrainer",
+    "TrainError",
+    "fit_policy",
+]
 
 ENVS = ("mnist-bandit", "cartpole")
 
@@ -96,38 +98,48 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 """Per environment, the settings a ``None`` in :class:`PolicyConfig` stands for."""
 
 SUMMARY_KEYS = (
-    "env",
-    "steps",
-    "env_steps",
-    "eval_return",
-    "eval_episodes",
-    "eval_policy",
-    "train_return",
-    "seconds",
-    "baseline",
-    "num_samples",
-    "batch_size",
-    "hidden",
-    "lr",
-    "seed",
-    "device",
-    "torch",
+    *("env", "steps", "env_steps", "eval_return", "eval_episodes", "eval_policy"),
+    *("train_return", "seconds", "baseline", "num_samples", "batch_size", "hidden", "lr"),
+    *("seed", "device", "torch"),
 )
 """The keys of ``metrics.json`` that every task writes (each adds its own)."""
 
 CSV_COLUMNS = ("step", "env_steps", "train_return", "eval_return", "seconds")
 
-MUST_MATCH_ON_RESUME = ("env", "num_samples", "batch_size", "hidden", "baseline", "seed", "device")
-"""Config fields a resumed run must share with its checkpoint: the networks and what fixes the
-random streams. The others (lengths, ``lr``, evaluation and output settings) may change."""
 
-CHECKPOINT = "checkpoint.pt"
-_CHECKPOINT_FORMAT = 1
+def _per_env(name: str) -> str:
+    """The help text's note of the environments' defaults for ``name``."""
+    bandit, cartpole = DEFAULTS["mnist-bandit"][name], DEFAULTS["cartpole"][name]
+    return f"default: {bandit} for mnist-bandit, {cartpole} for cartpole"
 
 
-@dataclasses.dataclass
-class PolicyConfig:
-    """Everything a policy-gradient run depends on; the command line's options, one for one.
+_HELP = {
+    "steps": f"optimiser steps, at most ({_per_env('steps')})",
+    "env_steps": "stop once N environment steps (bandit: guesses) have been taken",
+    "baseline": "score-function baseline: leave-one-out over the samples, a learned value "
+    "network, or none",
+    "num_samples": "guesses per image, or episodes per step; >= 2 for loo "
+    f"({_per_env('num_samples')})",
+    "batch_size": "images per step, mnist-bandit only "
+    f"(default: {DEFAULTS['mnist-bandit']['batch_size']})",
+    "hidden": f"hidden units ({_per_env('hidden')})",
+    "lr": f"Adam learning rate ({_per_env('lr')})",
+    "validation_size": "mnist-bandit: training images held out for validation",
+    "eval_episodes": "greedy evaluation episodes (cartpole, fixed seeds) or test images "
+    f"(mnist-bandit, each a one-step episode) ({_per_env('eval_episodes')})",
+    "eval_every": f"steps between validations and checkpoints ({_per_env('eval_every')})",
+    "target_return": "stop once a validation score reaches R (e.g. 475 for cartpole)",
+    "compile": "torch.compile the step: for mnist-bandit the whole surrogate and the Adam step; "
+    "for cartpole (whose rollout steps the environment on the host) the networks and Adam",
+}
+"""The command line's help for :class:`PolicyConfig`'s fields."""
+
+
+@dataclasses.dataclass(kw_only=True)
+class PolicyConfig(RunConfig):
+    """Everything a policy-gradient run depends on; the command line's options, one for one
+    (with :class:`~samplegrad.lab.training.config.RunConfig`'s ``seed``, ``data_dir`` (the
+    bandit's MNIST), ``device``, ``out``, ``resume`` and ``progress``).
 
     ``None`` stands for the environment's default (:data:`DEFAULTS`).
 
@@ -141,45 +153,37 @@ class PolicyConfig:
         hidden: units of the policy's (and value network's) hidden layer.
         lr: Adam's learning rate (policy and value network).
         baseline: ``"loo"``, ``"learned"`` or ``"none"``.
-        seed: seeds the networks, the data or episodes, and the actions.
-        data_dir: the MNIST folder (bandit); ``None`` searches as ``load_mnist`` does.
         validation_size: training images held out for validation (bandit).
-        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        out: the output folder, created if missing.
-        resume: continue from ``out/checkpoint.pt``.
         eval_episodes: evaluation episodes: greedy CartPole episodes, or test images (each
             a one-step episode; at most 10 000) for the bandit.
         eval_every: optimiser steps between validations (and checkpoints).
         target_return: stop once a validation score reaches this.
-        progress: show a progress bar (only on a terminal).
         compile: ``torch.compile`` the step: for the bandit the whole surrogate and the Adam
             step; for CartPole, whose rollout steps the environment on the host, the policy
             and value networks and the Adam step.
     """
 
-    env: str
-    steps: int | None = None
-    env_steps: int | None = None
-    num_samples: int | None = None
-    batch_size: int | None = None
-    hidden: int | None = None
-    lr: float | None = None
-    baseline: str = "loo"
-    seed: int = 0
-    data_dir: str | None = None
-    validation_size: int = 10_000
-    device: str = "cpu"
-    out: str = "policy-out"
-    resume: bool = False
-    eval_episodes: int | None = None
-    eval_every: int | None = None
-    target_return: float | None = None
-    progress: bool = True
-    compile: bool = False
+    MUST_MATCH_ON_RESUME: ClassVar[tuple[str, ...]] = (
+        *("env", "num_samples", "batch_size", "hidden", "baseline", "seed", "device"),
+    )
+
+    env: str = option(help="the task", choices=ENVS)
+    steps: int | None = option(None, _HELP["steps"], metavar="N", minimum=1)
+    env_steps: int | None = option(None, _HELP["env_steps"], metavar="N", minimum=1)
+    baseline: str = option("loo", _HELP["baseline"], choices=tuple(BaselineKind))
+    num_samples: int | None = option(None, _HELP["num_samples"], metavar="K", minimum=1)
+    batch_size: int | None = option(None, _HELP["batch_size"], metavar="B", minimum=1)
+    hidden: int | None = option(None, _HELP["hidden"], metavar="H", minimum=1)
+    lr: float | None = option(None, _HELP["lr"], metavar="LR", positive=True)
+    validation_size: int = option(10_000, _HELP["validation_size"], metavar="N", **HELD_OUT_SIZES)
+    out: str = option("policy-out", "output folder, created if missing", metavar="DIR")
+    eval_episodes: int | None = option(None, _HELP["eval_episodes"], metavar="N", minimum=1)
+    eval_every: int | None = option(None, _HELP["eval_every"], metavar="N", minimum=1)
+    target_return: float | None = option(None, _HELP["target_return"], metavar="R", finite=True)
+    compile: bool = option(False, _HELP["compile"])
 
     def __post_init__(self) -> None:
-        if self.env not in ENVS:
-            raise TrainError(f"env must be one of {', '.join(ENVS)}, got {self.env!r}")
+        check_field(self, "env")
         if self.env == "cartpole" and self.batch_size is not None:
             raise TrainError(
                 "batch_size applies to the mnist-bandit only: a cartpole step plays "
@@ -188,31 +192,14 @@ class PolicyConfig:
         for name, default in DEFAULTS[self.env].items():
             if getattr(self, name) is None:
                 setattr(self, name, default)
-        for name in ("steps", "num_samples", "hidden", "eval_episodes", "eval_every"):
-            check_int(name, getattr(self, name), minimum=1)
+        super().__post_init__()
         if self.env == "mnist-bandit":
-            check_int("batch_size", self.batch_size, minimum=1)
-            check_int("validation_size", self.validation_size, minimum=1)
-        if self.env_steps is not None:
-            check_int("env_steps", self.env_steps, minimum=1)
-        check_int("seed", self.seed, minimum=0)
-        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
-            raise TrainError(f"lr must be a finite number > 0, got {self.lr!r}")
-        try:
-            self.baseline = BaselineKind(self.baseline).value
-        except ValueError:
-            choices = ", ".join(kind.value for kind in BaselineKind)
-            raise TrainError(f"baseline must be one of {choices}, got {self.baseline!r}") from None
+            check_int("validation_size", self.validation_size, 1, MNIST_TRAINING_IMAGES - 1)
         if self.baseline == BaselineKind.LOO and self.num_samples < 2:
             raise TrainError(
                 f"baseline 'loo' averages over the other samples, so num_samples must be >= 2, "
                 f"got {self.num_samples}; raise --num-samples or choose --baseline learned/none"
             )
-        if self.target_return is not None and not math.isfinite(self.target_return):
-            raise TrainError(f"target_return must be a finite number, got {self.target_return!r}")
-        self.device = str(check_device(self.device))
-        self.out = os.fspath(self.out)
-        self.data_dir = None if self.data_dir is None else os.fspath(self.data_dir)
 
 
 @dataclasses.dataclass
@@ -225,119 +212,6 @@ class _State:
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
-@dataclasses.dataclass
-class _Run:
-    config: PolicyConfig
-    task: Task
-    optimizer: torch.optim.Optimizer
-    state: _State
-    optimizer_step: Callable[[], object] = dataclasses.field(init=False)
-    """``optimizer.step``, compiled with ``config.compile``."""
-
-    def __post_init__(self) -> None:
-        step = self.optimizer.step
-        self.optimizer_step = torch.compile(step) if self.config.compile else step
-
-    def modules(self) -> dict[str, torch.nn.Module]:
-        value = {} if self.task.value is None else {"value": self.task.value}
-        return {"policy": self.task.policy, **value}
-
-
-def _make_task(config: PolicyConfig) -> Task:
-    return BanditTask(config) if config.env == "mnist-bandit" else CartPoleTask(config)
-
-
-def _start(config: PolicyConfig) -> _Run:
-    """A fresh run, or the one restored from the checkpoint when ``config.resume``."""
-    checkpoint = Path(config.out) / CHECKPOINT
-    refuse_to_overwrite(checkpoint, config.resume)
-    task = _make_task(config)
-    modules = [module for module in (task.policy, task.value) if module is not None]
-    parameters = [
-        parameter for module in modules for parameter in module.to(config.device).parameters()
-    ]
-    run = _Run(config, task, torch.optim.Adam(parameters, lr=config.lr), _State())
-    if config.resume:
-        payload = read_checkpoint(
-            checkpoint,
-            "cannot resume: ",
-            "run without --resume (resume=False) to start training, or point --out at the "
-            "folder of the run to continue",
-        )
-        check_compatible(config, payload.get("config", {}), checkpoint, MUST_MATCH_ON_RESUME)
-        for name, module in run.modules().items():
-            module.load_state_dict(payload[name])
-        run.optimizer.load_state_dict(payload["optimizer"])
-        for group in run.optimizer.param_groups:
-            group["lr"] = config.lr
-        run.state = _State(**payload["state"])
-    return run
-
-
-def _save(run: _Run) -> Path:
-    payload = {
-        "format": _CHECKPOINT_FORMAT,
-        "config": dataclasses.asdict(run.config),
-        **{name: module.state_dict() for name, module in run.modules().items()},
-        "optimizer": run.optimizer.state_dict(),
-        "state": dataclasses.asdict(run.state),
-        "torch": str(torch.__version__),
-    }
-    return save_checkpoint(Path(run.config.out) / CHECKPOINT, payload)
-
-
-def _done(run: _Run) -> bool:
-    """Whether the run has reached its step or environment-step budget or its target."""
-    config, state = run.config, run.state
-    if state.step >= config.steps:
-        return True
-    if config.env_steps is not None and state.env_steps >= config.env_steps:
-        return True
-    if config.target_return is None:
-        return False
-    last = next(
-        (row["eval_return"] for row in reversed(state.history) if row["eval_return"] is not None),
-        None,
-    )
-    return last is not None and last >= config.target_return
-
-
-def _loop(run: _Run, stop: Stop) -> None:
-    """Optimiser steps until :func:`_done` or a signal; validation, metrics.csv and the
-    checkpoint every ``eval_every`` steps and after the last."""
-    config, state, task = run.config, run.state, run.task
-    out = Path(config.out)
-    show = show_progress(config.progress)
-    with tqdm(total=config.steps, initial=min(state.step, config.steps), disable=not show) as bar:
-        while not _done(run) and stop.signum is None:
-            start = time.perf_counter()
-            run.optimizer.zero_grad(set_to_none=True)
-            loss, train_return, env_steps = task.surrogate(state.step + 1)
-            loss.backward()
-            run.optimizer_step()
-            state.step += 1
-            state.env_steps += env_steps
-            state.seconds += time.perf_counter() - start
-            row = {
-                "step": state.step,
-                "env_steps": state.env_steps,
-                "train_return": train_return,
-                "eval_return": None,
-                "seconds": state.seconds,
-            }
-            state.history.append(row)
-            bar.update(1)
-            if bar.disable is False and state.step % POSTFIX_EVERY == 0:
-                bar.set_postfix(train_return=f"{float(train_return):.3g}", refresh=False)
-            if state.step % config.eval_every == 0 or _done(run) or stop.signum is not None:
-                _read_returns(state.history)
-                task.policy.eval()
-                row["eval_return"] = task.validate()
-                task.policy.train()
-                write_csv(out / "metrics.csv", CSV_COLUMNS, state.history)
-                _save(run)
-
-
 def _read_returns(history: list[dict[str, Any]]) -> None:
     """Turn the training returns still on the device into floats, with one read for all."""
     pending = [row for row in history if isinstance(row["train_return"], Tensor)]
@@ -347,62 +221,135 @@ def _read_returns(history: list[dict[str, Any]]) -> None:
             row["train_return"] = value
 
 
-def _summary(run: _Run, evaluation: dict[str, Any]) -> dict[str, Any]:
-    config, state = run.config, run.state
-    recent = state.history[-config.eval_every :]
-    return {
-        "env": config.env,
-        "steps": state.step,
-        "env_steps": state.env_steps,
-        "eval_return": evaluation.pop("eval_return"),
-        "eval_episodes": evaluation.pop("eval_episodes"),
-        "eval_policy": evaluation.pop("eval_policy"),
-        "train_return": sum(row["train_return"] for row in recent) / max(1, len(recent)),
-        "seconds": state.seconds,
-        "baseline": config.baseline,
-        "num_samples": config.num_samples,
-        "batch_size": config.batch_size,
-        "hidden": config.hidden,
-        "lr": config.lr,
-        "seed": config.seed,
-        "device": config.device,
-        "torch": str(torch.__version__),
-        **evaluation,
-    }
+class PolicyTrainer(Trainer):
+    """A policy trained with REINFORCE (module docstring): a row of ``metrics.csv`` per step,
+    a validation every ``eval_every`` steps (a period), the final evaluation in
+    ``metrics.json``."""
+
+    checkpoint_format = 1
+    progress_label = "train_return"
+    rows_per_step = True
+
+    def __init__(self, config: PolicyConfig) -> None:
+        self.config = config
+
+    def build(self) -> None:
+        config = self.config
+        self.task: Task = (
+            BanditTask(config) if config.env == "mnist-bandit" else CartPoleTask(config)
+        )
+        modules = self._modules().values()
+        parameters = [p for module in modules for p in module.to(config.device).parameters()]
+        self.optimizer = torch.optim.Adam(parameters, lr=config.lr)
+        step = self.optimizer.step
+        self._optimizer_step = torch.compile(step) if config.compile else step
+        self.state = _State()
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        value = {} if self.task.value is None else {"value": self.task.value}
+        return {"policy": self.task.policy, **value}
+
+    def load_data(self) -> None:
+        self.task.load_data()
+        self.period, self.total_steps = self.config.eval_every, self.config.steps
+
+    def finished(self) -> bool:
+        """Whether the run has reached its step or environment-step budget or its target."""
+        config, state = self.config, self.state
+        if state.step >= config.steps:
+            return True
+        if config.env_steps is not None and state.env_steps >= config.env_steps:
+            return True
+        if config.target_return is None:
+            return False
+        scores = [row["eval_return"] for row in state.history if row["eval_return"] is not None]
+        return bool(scores) and scores[-1] >= config.target_return
+
+    def batches(self, period: int) -> range:
+        """The steps (1-based) of the period: step ``k`` draws from generators of ``k``."""
+        return range(period * self.period + 1, (period + 1) * self.period + 1)
+
+    def step(self, k: int) -> Tensor | float:
+        state = self.state
+        start = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, train_return, env_steps = self.task.surrogate(k)
+        loss.backward()
+        self._optimizer_step()
+        state.env_steps += env_steps
+        state.seconds += time.perf_counter() - start
+        state.history.append(
+            {
+                "step": k,
+                "env_steps": state.env_steps,
+                "train_return": train_return,
+                "eval_return": None,
+                "seconds": state.seconds,
+            }
+        )
+        return train_return
+
+    def end_stretch(self, started: float) -> None:
+        """Nothing to fold: each step keeps its own row and time."""
+
+    def close_period(self, number: int, whole: bool) -> None:
+        """The validation score, in the row of the period's last step."""
+        _read_returns(self.state.history)
+        self.task.policy.eval()
+        self.state.history[-1]["eval_return"] = self.task.validate()
+        self.task.policy.train()
+
+    def metrics(self) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
+        return CSV_COLUMNS, self.state.history
+
+    def saved(self) -> dict[str, Any]:
+        return {name: module.state_dict() for name, module in self._modules().items()}
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        for name, module in self._modules().items():
+            module.load_state_dict(payload[name])
+
+    def summarise(self) -> dict[str, Any]:
+        """:data:`SUMMARY_KEYS` and the task's own keys (from its final evaluation)."""
+        config, state = self.config, self.state
+        self.task.policy.eval()
+        evaluation = dict(self.task.evaluate())
+        recent = state.history[-config.eval_every :]
+        settings = ("baseline", "num_samples", "batch_size", "hidden", "lr", "seed", "device")
+        return {
+            "env": config.env,
+            "steps": state.step,
+            "env_steps": state.env_steps,
+            **{key: evaluation.pop(key) for key in ("eval_return", "eval_episodes")},
+            "eval_policy": evaluation.pop("eval_policy"),
+            "train_return": sum(row["train_return"] for row in recent) / max(1, len(recent)),
+            "seconds": state.seconds,
+            **{name: getattr(config, name) for name in settings},
+            "torch": str(torch.__version__),
+            **evaluation,
+        }
+
+    def plot(self, summary: dict[str, Any]) -> None:
+        # Imported here: matplotlib takes most of a second to import (see the vae trainer).
+        from samplegrad.lab.plots import rl as plots
+
+        out = Path(self.config.out)
+        ylabel = "reward (fraction right)" if self.config.env == "mnist-bandit" else "return"
+        plots.plot_training_curve(self.state.history, ylabel, out / "training.png")
+        self.task.plot(summary, out)
 
 
-def fit_policy(config: PolicyConfig) -> dict[str, Any]:
+def fit_policy(config: PolicyConfig, *, on_step: OnStep | None = None) -> dict[str, Any]:
     """Train the policy of ``config``; return the final metrics (also in ``out/metrics.json``).
 
-    Returns:
-        The :data:`SUMMARY_KEYS` and the task's own keys; if SIGINT or SIGTERM stopped
-        training, instead ``{"interrupted": "SIGINT", "signal": 2, "step": ..., ...}``.
+    Args:
+        config: the run (see :class:`PolicyConfig`).
+        on_step: called after every optimiser step with the step count and the step's mean
+            training return.
 
-    Raises:
-        TrainError: an invalid or incompatible request (the message says what to change);
-        samplegrad.lab.rl.cartpole.GymnasiumMissingError: CartPole without Gymnasium installed;
-        samplegrad.lab.data.MNISTNotFoundError, CorruptDataError: the bandit's data cannot be read;
-        OSError: ``out`` cannot be written.
+    Returns and raises as :func:`samplegrad.lab.training.loop.train`: the summary (the
+    :data:`SUMMARY_KEYS` of ``metrics.json`` and the task's own keys), or
+    ``{"interrupted": ...}`` after a signal; also
+    :class:`samplegrad.lab.rl.cartpole.GymnasiumMissingError` for CartPole without Gymnasium.
     """
-    Path(config.out).mkdir(parents=True, exist_ok=True)
-    run = _start(config)
-    with stop_on_signals() as stop:
-        _loop(run, stop)
-    if stop.signum is not None:
-        return interrupted(stop.signum, run.state.step, Path(config.out) / CHECKPOINT)
-    run.task.policy.eval()
-    evaluation = run.task.evaluate()
-    summary = _summary(run, dict(evaluation))
-    write_json(Path(config.out) / "metrics.json", summary)
-    _plot(run, evaluation)
-    return summary
-
-
-def _plot(run: _Run, evaluation: dict[str, Any]) -> list[Path]:
-    # Imported here: matplotlib takes most of a second to import (see samplegrad.lab.training.vae).
-    from samplegrad.lab.plots import rl as plots
-
-    out = Path(run.config.out)
-    ylabel = "reward (fraction right)" if run.config.env == "mnist-bandit" else "return"
-    curve = plots.plot_training_curve(run.state.history, ylabel, out / "training.png")
-    return [curve, *run.task.plot(evaluation, out)]
+    return train(PolicyTrainer(config), on_step)

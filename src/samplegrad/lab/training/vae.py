@@ -1,5 +1,5 @@
-"""Training loop for the VAEs of :mod:`samplegrad.lab.models`: progress, metrics, checkpoints,
-plots.
+"""Training the VAEs of :mod:`samplegrad.lab.models`: :class:`VAETrainer`, run by the one loop
+(:mod:`samplegrad.lab.training.loop`).
 
 >>> from samplegrad.lab.training.vae import TrainConfig, fit
 >>> metrics = fit(TrainConfig(latent="bernoulli", estimator="disarm", num_samples=2,
@@ -50,10 +50,10 @@ grouped products, ends with its parameters and metrics. ``metrics.json`` lists t
 of ``N`` values, in the order of its ``seeds``; ``metrics.csv`` has one row per epoch and seed
 with a ``seed`` column (:data:`SEEDS_CSV_COLUMNS`); the checkpoint holds the stacked
 parameters and the ``N`` generator states; ``elbo.png`` shows the mean and the min-max band
-over the seeds, the other plots replica 0. Estimators with state or parameters of their own
-(``score-ma``, ``rebar``, ``relax``, ``enumerate``, ``auto`` with one sample) would be shared
-by the replicas, so they are refused (:data:`REPLICABLE_ESTIMATORS`). Evaluation memory grows
-``N``-fold.
+over the seeds, the other plots replica 0. The replicas share one estimator, so one with state
+or parameters of its own (the catalog's ``stateful``: ``score-ma``, ``rebar``, ``relax``, ...,
+and ``auto`` where it stands for one of them) is refused (:mod:`samplegrad.lab.training.seeds`).
+Evaluation memory grows ``N``-fold.
 
 **Interruption.** During :func:`fit`, SIGINT (Ctrl-C) and SIGTERM finish the current step,
 write the checkpoint and stop; :func:`fit` then returns ``{"interrupted": ..., ...}`` instead
@@ -99,57 +99,49 @@ check the distributed plumbing exactly instead of statistically. Hence:
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from samplegrad.estimators import Estimator
-from samplegrad.generators import Generator, ReplicaGenerators
-from samplegrad.lab.data import MNIST, Binarization, load_mnist
+from samplegrad.estimators import Estimator, catalog
+from samplegrad.generators import Generator
+from samplegrad.lab.data import MNIST, Binarization
 from samplegrad.lab.models import (
     BernoulliVAE,
     CategoricalVAE,
     GaussianVAE,
     LossOutput,
+    applicable_estimators,
     make_estimator,
 )
 from samplegrad.lab.models.replicated import replica, replicate
 from samplegrad.lab.training import distributed as distributed
-from samplegrad.lab.training.runs import (
-    POSTFIX_EVERY,
-    Stop,
-    TrainError,
-    check_compatible,
-    check_device,
-    check_int,
-    compile_for,
-    interrupted,
-    read_checkpoint,
-    refuse_to_overwrite,
-    reopen_partial_epoch,
-    save_checkpoint,
-    show_progress,
-    stop_on_signals,
-    stream_generator,
+from samplegrad.lab.training.config import EpochConfig, TrainError, check_field, option
+from samplegrad.lab.training.data import load_splits
+from samplegrad.lab.training.files import CHECKPOINT, read_checkpoint
+from samplegrad.lab.training.loop import OnStep, Trainer, compiled, train
+from samplegrad.lab.training.seeds import (
+    check_replicable,
+    generators,
+    replicable,
+    rows_per_seed,
     stream_seed,
-    write_csv,
-    write_json,
 )
 
 __all__ = [
     "ARCHS",
-    "REPLICABLE_ESTIMATORS",
+    "CHECKPOINT",
+    "CSV_COLUMNS",
+    "SEEDS_CSV_COLUMNS",
     "SUMMARY_KEYS",
     "TrainConfig",
     "TrainError",
+    "VAETrainer",
     "build_model",
     "fit",
     "load_model",
@@ -170,123 +162,109 @@ ARCHS: dict[str, dict[str, Callable[[], nn.Module]]] = {
 """Per latent, the architectures by name; the first is the default."""
 
 SUMMARY_KEYS = (
-    "train_elbo",
-    "valid_elbo",
-    "test_elbo",
-    "test_iwae",
-    "iwae_k",
-    "epochs",
-    "steps",
-    "epoch_seconds",
-    "latent",
-    "arch",
-    "estimator",
-    "num_samples",
-    "batch_size",
-    "lr",
-    "seed",
-    "seeds",
-    "binarize",
-    "device",
-    "torch",
+    *("train_elbo", "valid_elbo", "test_elbo", "test_iwae", "iwae_k"),
+    *("epochs", "steps", "epoch_seconds"),
+    *("latent", "arch", "objective", "estimator", "num_samples", "batch_size", "lr", "seed"),
+    *("seeds", "binarize", "device", "torch"),
 )
 """The keys of ``metrics.json``, which :func:`fit` also returns."""
+
+OBJECTIVES = ("elbo", "iwae")
+"""The training objectives: the ELBO, or the importance-weighted bound."""
+
+GAUSSIAN_ELBO_ESTIMATORS = ("pathwise", "stl")
+"""The Gaussian VAE's ELBO estimators: its sampling layer (analytic KL), or sticking the
+landing with the KL inside the cost."""
+
+BOUND_ESTIMATORS = {"gaussian": ("pathwise", "dreg", "stl"), "discrete": ("vimco",)}
+"""Per latent kind, the ``sg.iwae_bound`` estimators for ``objective="iwae"``, default first."""
+
+PER_RUN = ("train_elbo", "valid_elbo", "test_elbo", "test_iwae")
+"""The numbers of ``metrics.json`` that are a list, one per seed, for ``seeds > 1``."""
 
 CSV_COLUMNS = ("epoch", "step", "train_elbo", "valid_elbo", "seconds")
 SEEDS_CSV_COLUMNS = ("epoch", "step", "seed", "train_elbo", "valid_elbo", "seconds")
 """The columns of ``metrics.csv`` for ``seeds > 1``: a row per epoch and seed."""
 
-REPLICABLE_ESTIMATORS = (
-    "pathwise",
-    "score",
-    "score-loo",
-    "arm",
-    "disarm",
-    "gumbel",
-    "straight-through",
-)
-"""The estimators ``seeds > 1`` accepts: those without state or parameters of their own, which
-the replicas would otherwise share (``auto`` is ``score-loo`` for two or more samples)."""
-
-MUST_MATCH_ON_RESUME = (
-    "latent",
-    "arch",
-    "estimator",
-    "num_samples",
-    "batch_size",
-    "seed",
-    "seeds",
-    "binarize",
-    "validation_size",
-    "device",
-)
-"""Config fields a resumed run must share with its checkpoint: the model, the estimator, and
-what fixes the data order and the random streams. The others (``epochs``, ``steps``, ``lr``,
-evaluation and output settings) may change between the two."""
-
-CHECKPOINT = "checkpoint.pt"
-_CHECKPOINT_FORMAT = 2  # 2: per-replica lists in the state and history
 _IWAE_ROWS = 25_000  # decoder rows (samples x images) per IWAE chunk, to bound memory
 
 # Random streams, combined with the seed (and the epoch) into independent generator seeds.
 _INIT, _DATA, _SAMPLING, _VALID, _TEST, _PLOT = range(6)
 
+_ARCH_HELP = (
+    "architecture, per latent (the first is the default): "
+    + "; ".join(f"{latent}: {', '.join(names)}" for latent, names in ARCHS.items())
+    + ". gaussian 'default' is 784-400-20; '2d' has a 2-D latent and plots its latent map"
+)
+_ESTIMATOR_HELP = (
+    "gradient estimator. --objective elbo: for the discrete latents any that applies (default: "
+    "auto); for the gaussian latent pathwise (its sampling layer, analytic KL; the default) or "
+    "stl (sticking the landing, the KL inside the cost). --objective iwae: for the gaussian "
+    "latent pathwise (default), dreg or stl; for the discrete latents vimco"
+)
+_OBJECTIVE_HELP = (
+    "the training objective: elbo, or iwae, the importance-weighted bound with K = "
+    "--num-samples importance samples per image (Burda et al. 2016)"
+)
+_NUM_SAMPLES_HELP = (
+    "latent samples per image and step (the bound's K for --objective iwae); even for arm and "
+    "disarm"
+)
+_SEEDS_HELP = (
+    "train N independent replicas with the seeds S, S+1, ..., S+N-1 together, one batched step "
+    "for all; metrics.json then lists every per-run number per seed and metrics.csv has a row "
+    "per epoch and seed. Not for an estimator with state of its own, which the replicas would "
+    "share"
+)
+_BINARIZE_HELP = "how grey levels become pixels; dynamic resamples them each time an image is drawn"
+_IWAE_HELP = "importance samples per test image for the IWAE bound"
+_COMPILE_HELP = (
+    "compile the training step (loss, backward, Adam) with torch.compile; on CUDA also capture "
+    "it as a CUDA graph. The first steps take tens of seconds"
+)
 
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything a training run depends on; the command line's options, one for one.
+
+@dataclasses.dataclass(kw_only=True)
+class TrainConfig(EpochConfig):
+    """Everything a VAE training run depends on (these fields and those of
+    :class:`~samplegrad.lab.training.config.EpochConfig`); the command line's options.
 
     Attributes:
         latent: ``"gaussian"``, ``"bernoulli"`` or ``"categorical"``.
         arch: an architecture of :data:`ARCHS` for the latent; ``None``: the first listed.
-        estimator: a :func:`samplegrad.lab.models.make_estimator` name for the discrete latents
-            (``None``: ``"auto"``); the Gaussian VAE is trained pathwise by its sampling
-            layer, so only ``None`` or ``"pathwise"``.
-        num_samples: latent samples per image and step (even for ``"arm"``/``"disarm"``).
-        epochs: passes over the training split; ignored when ``steps`` is set.
-        steps: optimiser steps to train for, instead of ``epochs``.
-        batch_size, lr: of the Adam steps (over the model's and the estimator's parameters).
-        seed: seeds every random stream (see the module docstring).
+        objective: ``"elbo"`` or ``"iwae"``, the importance-weighted bound with
+            ``K = num_samples`` (:meth:`samplegrad.lab.models.GaussianVAE.bound_loss`).
+        estimator: for the ELBO, a :func:`samplegrad.lab.models.make_estimator` name for the
+            discrete latents (``None``: ``"auto"``), and for the Gaussian latent
+            ``"pathwise"`` (its sampling layer with the analytic KL; ``None``) or ``"stl"``;
+            for the IWAE bound, an ``sg.iwae_bound`` estimator (:data:`BOUND_ESTIMATORS`).
+        num_samples: latent samples per image and step (even for ``"arm"``/``"disarm"``); the
+            bound's ``K`` for ``objective="iwae"``.
         seeds: independent replicas trained together, with the seeds ``seed, seed + 1, ...``
             (module docstring); 1 is a plain run.
-        data_dir: the folder with the MNIST files; ``None`` searches as
-            :func:`samplegrad.lab.data.find_mnist` does.
         binarize: ``"dynamic"``, ``"threshold"`` or ``"none"``.
-        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        out: the output folder, created if missing.
-        resume: continue from ``out/checkpoint.pt`` instead of starting afresh.
         iwae_k: importance samples per test image for the IWAE bound.
-        validation_size: training images held out for the validation ELBO (0: none).
-        eval_batch_size: images per batch when evaluating.
-        progress: show a progress bar (only on a terminal).
         compile: compile the training step with ``torch.compile`` (see
             :func:`training_step`); the first steps then take tens of seconds.
     """
 
-    latent: str
-    arch: str | None = None
-    estimator: str | None = None
-    num_samples: int = 1
-    epochs: int = 10
-    steps: int | None = None
-    batch_size: int = 128
-    lr: float = 1e-3
-    seed: int = 0
-    seeds: int = 1
-    data_dir: str | None = None
-    binarize: str = "dynamic"
-    device: str = "cpu"
-    out: str = "train-out"
-    resume: bool = False
-    iwae_k: int = 100
-    validation_size: int = 10_000
-    eval_batch_size: int = 1000
-    progress: bool = True
-    compile: bool = False
+    MUST_MATCH_ON_RESUME: ClassVar[tuple[str, ...]] = (
+        *("latent", "arch", "objective", "estimator", "num_samples", "batch_size", "seed"),
+        *("seeds", "binarize", "validation_size", "device"),
+    )
+
+    latent: str = option(help="the latent variables' family", choices=tuple(ARCHS))
+    arch: str | None = option(None, _ARCH_HELP, metavar="NAME")
+    objective: str = option("elbo", _OBJECTIVE_HELP, choices=OBJECTIVES)
+    estimator: str | None = option(None, _ESTIMATOR_HELP, metavar="NAME")
+    num_samples: int = option(1, _NUM_SAMPLES_HELP, metavar="K", minimum=1)
+    seeds: int = option(1, _SEEDS_HELP, metavar="N", minimum=1)
+    binarize: str = option("dynamic", _BINARIZE_HELP, choices=tuple(Binarization))
+    iwae_k: int = option(100, _IWAE_HELP, metavar="K", minimum=1)
+    compile: bool = option(False, _COMPILE_HELP)
 
     def __post_init__(self) -> None:
-        if self.latent not in ARCHS:
-            raise TrainError(f"latent must be one of {', '.join(ARCHS)}, got {self.latent!r}")
+        check_field(self, "latent")
         archs = ARCHS[self.latent]
         self.arch = next(iter(archs)) if self.arch is None else self.arch
         if self.arch not in archs:
@@ -294,73 +272,66 @@ class TrainConfig:
                 f"arch {self.arch!r} is not one for the {self.latent} latent; choose from "
                 + ", ".join(archs)
             )
-        self.estimator = _default_estimator(self.latent, self.estimator)
-        for name in ("num_samples", "epochs", "batch_size", "iwae_k", "eval_batch_size"):
-            check_int(name, getattr(self, name), minimum=1)
-        if self.steps is not None:
-            check_int("steps", self.steps, minimum=1)
-        check_int("validation_size", self.validation_size, minimum=0)
-        check_int("seed", self.seed, minimum=0)
-        check_int("seeds", self.seeds, minimum=1)
-        resolved = "score-loo" if self.estimator == "auto" and self.num_samples > 1 else None
-        if self.seeds > 1 and (resolved or self.estimator) not in REPLICABLE_ESTIMATORS:
-            raise TrainError(
-                f"estimator {self.estimator!r} keeps state or parameters that the {self.seeds} "
-                "replicas of --seeds would share; with --seeds > 1 use one of "
-                + ", ".join(REPLICABLE_ESTIMATORS)
-                + " (auto with --num-samples >= 2), or train the seeds one run at a time"
-            )
-        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
-            raise TrainError(f"lr must be a finite number > 0, got {self.lr!r}")
-        try:
-            self.binarize = Binarization(self.binarize).value
-        except ValueError:
-            choices = ", ".join(b.value for b in Binarization)
-            raise TrainError(f"binarize must be one of {choices}, got {self.binarize!r}") from None
-        self.device = str(check_device(self.device))
-        self.out = os.fspath(self.out)
-        self.data_dir = None if self.data_dir is None else os.fspath(self.data_dir)
+        check_field(self, "objective")
+        self.estimator = _default_estimator(self.latent, self.objective, self.estimator)
+        super().__post_init__()
+        _check_replicable(self)
 
     def seed_list(self) -> list[int]:
         """The replicas' seeds, ``seed, seed + 1, ..., seed + seeds - 1``."""
         return list(range(self.seed, self.seed + self.seeds))
 
-    def steps_per_epoch(self, num_train: int) -> int:
-        """Optimiser steps in one pass over ``num_train`` images."""
-        return math.ceil(num_train / self.batch_size)
 
-
-def _default_estimator(latent: str, estimator: str | None) -> str:
-    """``estimator`` with ``None`` resolved; the Gaussian VAE accepts only ``"pathwise"``."""
-    if latent != "gaussian":
-        return "auto" if estimator is None else estimator
-    if estimator not in (None, "pathwise"):
+def _default_estimator(latent: str, objective: str, estimator: str | None) -> str:
+    """``estimator`` with ``None`` resolved; :class:`TrainError` for one that the objective
+    and latent do not take (the discrete latents' ELBO names are checked by the model)."""
+    kind = "gaussian" if latent == "gaussian" else "discrete"
+    allowed = BOUND_ESTIMATORS[kind] if objective == "iwae" else GAUSSIAN_ELBO_ESTIMATORS
+    if kind == "discrete" and objective == "elbo":
+        return catalog.AUTO if estimator is None else estimator
+    if estimator is None:
+        return allowed[0]
+    if estimator not in allowed:
+        why = {
+            ("gaussian", "elbo"): "the Gaussian VAE is trained pathwise, by its sampling layer or "
+            "with stl (the others are for --latent bernoulli and categorical)",
+            ("gaussian", "iwae"): "the bound of a reparameterizable latent is trained pathwise",
+            ("discrete", "iwae"): "the bound of a discrete latent takes the multi-sample score "
+            "function",
+        }[kind, objective]
         raise TrainError(
-            f"estimator {estimator!r} does not apply to the gaussian latent: the Gaussian VAE "
-            "is trained pathwise by its sampling layer, so give 'pathwise' or no estimator "
-            "(the other estimators are for --latent bernoulli and categorical)"
+            f"estimator {estimator!r} does not apply to --objective {objective} with the "
+            f"{latent} latent: {why}; choose from {', '.join(allowed)}"
         )
-    return "pathwise"
+    return estimator
 
 
-def _generator(
-    config: TrainConfig, stream: int, epoch: int = 0, seed: int | None = None
-) -> torch.Generator:
-    """The generator of ``stream`` (and ``epoch``) for ``seed`` (default: ``config.seed``)."""
-    return stream_generator(config.seed if seed is None else seed, stream, epoch, config.device)
-
-
-def _generators(config: TrainConfig, stream: int, epoch: int = 0) -> Generator:
-    """:func:`_generator`, or for ``seeds > 1`` the replicas' generators of the stream."""
-    if config.seeds == 1:
-        return _generator(config, stream, epoch)
-    return ReplicaGenerators([_generator(config, stream, epoch, s) for s in config.seed_list()])
+def _check_replicable(config: TrainConfig) -> None:
+    """For ``seeds > 1``: :class:`TrainError` unless the estimator (``"auto"`` resolved by
+    :func:`samplegrad.estimators.catalog.auto` for the latent) keeps no state the replicas
+    would share. A name that does not apply is left to :func:`build_model` to refuse."""
+    if config.seeds == 1 or config.latent == "gaussian" or config.objective == "iwae":
+        return  # the Gaussian latent's and the bound's estimators keep no state
+    with torch.random.fork_rng(devices=[]):
+        model = ARCHS[config.latent][config.arch]()
+    prior, names = model.prior(), applicable_estimators(model)
+    if config.estimator not in names:
+        return
+    resolved = config.estimator
+    if resolved == catalog.AUTO:
+        resolved = catalog.auto(prior, config.num_samples)
+    instead = [name for name in names if replicable(name)]
+    fewest = [n for n in range(1, 9) if replicable(catalog.auto(prior, n))]  # auto's choice
+    if fewest:
+        instead.append(f"auto with --num-samples >= {fewest[0]}")
+    check_replicable(config.estimator, resolved, config.seeds, instead)
 
 
 def _images(
     data: MNIST, batch_size: int, generator: Generator, *, shuffle: bool
 ) -> Iterator[Tensor]:
-    """The images of ``data.batches``; with :class:`ReplicaGenerators`, each replica's batch
+    """The images of ``data.batches``; with
+    :class:`~samplegrad.generators.ReplicaGenerators`, each replica's batch
     (shuffled and binarized by its own generator) stacked into ``(R, B, D)``.
 
     The replicas' iterators advance in turn, so each generator draws a batch and then the
@@ -381,8 +352,8 @@ def build_model(config: TrainConfig) -> tuple[nn.Module, Estimator | None]:
     For ``seeds > 1``, the :func:`~samplegrad.lab.models.replicated.replicate`-d models of the
     seeds (replica ``i`` initialised as a run with ``seed + i``) and one shared, stateless
     estimator. The estimator is ``None`` for the Gaussian latent. Raises :class:`TrainError`
-    for an estimator that does not apply, naming those that do. The global random state is
-    left alone.
+    for an estimator that does not apply (naming those that do) or that refuses
+    ``num_samples``. The global random state is left alone.
     """
     built = [_build_one(config, seed) for seed in config.seed_list()]
     if config.seeds == 1:
@@ -394,11 +365,29 @@ def _build_one(config: TrainConfig, seed: int) -> tuple[nn.Module, Estimator | N
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(stream_seed(seed, _INIT))
         model = ARCHS[config.latent][config.arch]()
-        estimator = None if config.latent == "gaussian" else _estimator(config, model)
+        estimator = _estimator(config, model)
     model.to(config.device)
     if estimator is not None:
         estimator.to(config.device)
     return model, estimator
+
+
+def _estimator(config: TrainConfig, model: nn.Module) -> Estimator | None:
+    """The ``sg.expectation`` estimator of ``config`` for ``model``'s ELBO: ``None`` where the
+    model needs none (the Gaussian VAE's sampling layer, and the IWAE bound, whose estimator is
+    a name for ``sg.iwae_bound``); :class:`TrainError` if it does not apply or does not take
+    ``num_samples``."""
+    if config.objective == "iwae" or (config.latent, config.estimator) == ("gaussian", "pathwise"):
+        return None
+    try:
+        if config.latent == "gaussian":
+            estimator = catalog.entry(config.estimator).build()
+        else:
+            estimator = make_estimator(config.estimator, model, num_samples=config.num_samples)
+        estimator.check_num_samples(config.num_samples)
+    except (TypeError, ValueError) as error:
+        raise TrainError(str(error)) from None
+    return estimator
 
 
 def load_model(checkpoint: str | os.PathLike[str]) -> tuple[nn.Module, TrainConfig]:
@@ -427,38 +416,40 @@ def load_model(checkpoint: str | os.PathLike[str]) -> tuple[nn.Module, TrainConf
     return model, config
 
 
-def _estimator(config: TrainConfig, model: nn.Module) -> Estimator:
-    try:
-        return make_estimator(config.estimator, model, num_samples=config.num_samples)
-    except (TypeError, ValueError) as error:
-        raise TrainError(str(error)) from None
-
-
 def _loss(
     model: nn.Module,
     estimator: Estimator | None,
     x: Tensor,
     num_samples: int,
     generator: Generator,
+    bound: str | None = None,
 ) -> LossOutput:
-    """``model.loss`` for either kind of model: the Gaussian VAE takes no estimator."""
+    """The training loss: with ``bound`` (an ``sg.iwae_bound`` estimator) the negative IWAE
+    bound; else the negative ELBO, by the Gaussian VAE's sampling layer (no estimator) or by
+    ``estimator`` with the KL inside the cost."""
+    if bound is not None:
+        return model.bound_loss(x, bound, num_samples, generator)
     if estimator is None:
         return model.loss(x, num_samples, generator)
-    return model.loss(x, estimator, num_samples, generator)
+    return model.monte_carlo_loss(x, estimator, num_samples, generator)
 
 
 class _Objective(nn.Module):
     """The model and its estimator as one module whose ``forward`` is the training loss: the
     module that ``DistributedDataParallel`` wraps, so that the gradients of both are averaged
-    over the processes."""
+    over the processes. ``bound`` names the ``sg.iwae_bound`` estimator of the IWAE
+    objective (``None``: the ELBO)."""
 
-    def __init__(self, model: nn.Module, estimator: Estimator | None) -> None:
+    def __init__(
+        self, model: nn.Module, estimator: Estimator | None, bound: str | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.estimator = estimator
+        self.bound = bound
 
     def forward(self, x: Tensor, num_samples: int, generator: torch.Generator) -> LossOutput:
-        return _loss(self.model, self.estimator, x, num_samples, generator)
+        return _loss(self.model, self.estimator, x, num_samples, generator, self.bound)
 
 
 def training_step(
@@ -478,9 +469,8 @@ def training_step(
     nothing back to the host, so a loop of steps runs ahead of an asynchronous device.
 
     With ``compile=True`` the loss (forward and, through AOTAutograd, backward) and the
-    optimiser step are each compiled by ``torch.compile`` (inductor: fused element-wise kernels
-    and a fused Adam; on CUDA, ``mode="reduce-overhead"`` also captures CUDA graphs). The first
-    calls compile (tens of seconds).
+    optimiser step are each compiled (:func:`samplegrad.lab.training.loop.compiled`). The
+    first calls compile (tens of seconds).
 
     Under ``torchrun`` (module docstring, "Many processes") ``x`` is the global batch: each
     process trains on its rows, with ``objective`` the model and estimator wrapped in
@@ -494,13 +484,11 @@ def training_step(
     objective = _Objective(model, estimator) if objective is None else objective
     world = distributed.world_size()
 
-    def loss(x: Tensor) -> LossOutput:
+    def objective_loss(x: Tensor) -> LossOutput:
         return objective(x, num_samples, generator)
 
-    optimizer_step = optimizer.step
-    if compile:
-        device = next(model.parameters()).device
-        loss, optimizer_step = compile_for(loss, device), compile_for(optimizer.step, device)
+    device = next(model.parameters()).device
+    loss, optimizer_step = compiled(objective_loss, optimizer, compile, device)
 
     def step(x: Tensor) -> Tensor:
         rows = distributed.shard(len(x))  # all of x in a single process
@@ -515,350 +503,9 @@ def training_step(
     return step
 
 
-# --------------------------------------------------------------------------------------------
-# Files
-
-
-@dataclasses.dataclass
-class _State:
-    """What a checkpoint restores besides the modules: counters, history, the open epoch."""
-
-    step: int = 0
-    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    epoch_elbo_sum: list[float] = dataclasses.field(default_factory=list)  # per replica, over
-    epoch_images: int = 0  # the images of the epoch in progress
-    epoch_seconds: float = 0.0
-
-
-@dataclasses.dataclass
-class _Run:
-    """The live objects of one training run."""
-
-    config: TrainConfig
-    model: nn.Module
-    estimator: Estimator | None
-    objective: nn.Module  # _Objective, in DistributedDataParallel under torchrun
-    optimizer: torch.optim.Optimizer
-    sampling: Generator
-    state: _State
-    step: Callable[[Tensor], Tensor] = dataclasses.field(init=False)
-    """One optimiser step on a batch; returns the per-image ELBO estimates (detached)."""
-
-    def __post_init__(self) -> None:
-        self.step = training_step(
-            self.model,
-            self.estimator,
-            self.optimizer,
-            num_samples=self.config.num_samples,
-            generator=self.sampling,
-            compile=self.config.compile,
-            objective=self.objective,
-            replicas=self.config.seeds,
-        )
-
-
-def _save_checkpoint(run: _Run) -> Path:
-    path = Path(run.config.out) / CHECKPOINT
-    payload = {
-        "format": _CHECKPOINT_FORMAT,
-        "config": dataclasses.asdict(run.config),
-        "model": run.model.state_dict(),
-        "estimator": None if run.estimator is None else run.estimator.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "sampling_generator": run.sampling.get_state(),
-        "state": dataclasses.asdict(run.state),
-        "torch": str(torch.__version__),
-    }
-    return save_checkpoint(path, payload)
-
-
-def _load_checkpoint(run: _Run) -> None:
-    """Restore ``run`` from its checkpoint; :class:`TrainError` if missing or incompatible."""
-    path = Path(run.config.out) / CHECKPOINT
-    payload = read_checkpoint(
-        path,
-        "cannot resume: ",
-        "run without --resume (resume=False) to start training, or point --out at the folder "
-        "of the run to continue",
-    )
-    if payload.get("format") != _CHECKPOINT_FORMAT:
-        raise TrainError(
-            f"cannot resume from {path}: it was written by another version of samplegrad "
-            f"(checkpoint format {payload.get('format')!r}, this one reads "
-            f"{_CHECKPOINT_FORMAT}); start a new run with another --out"
-        )
-    check_compatible(run.config, payload.get("config", {}), path, MUST_MATCH_ON_RESUME)
-    run.model.load_state_dict(payload["model"])
-    if run.estimator is not None:
-        run.estimator.load_state_dict(payload["estimator"])
-    run.optimizer.load_state_dict(payload["optimizer"])
-    run.sampling.set_state(payload["sampling_generator"])
-    run.state = _State(**payload["state"])
-
-
-# --------------------------------------------------------------------------------------------
-# Evaluation
-
-
-def _per_replica_sum(values: Tensor) -> Tensor:
-    """The per-image ``values`` ``(B,)`` or ``(R, B)`` summed per replica, ``(R,)``, in float64."""
-    return values.sum(-1).double().reshape(-1)
-
-
-def _mean_over(
-    data: MNIST, batch_size: int, generator: Generator, bound: Callable[[Tensor], Tensor]
-) -> list[float]:
-    """Per replica, the mean over ``data`` of the per-image ``bound(x)``, in a fixed order."""
-    total = torch.zeros((), dtype=torch.float64)
-    for x in _images(data, batch_size, generator, shuffle=False):
-        total = total + _per_replica_sum(bound(x)).cpu()
-    return (total / len(data)).tolist()
-
-
-def _validation_elbo(run: _Run, valid: MNIST | None, epoch: int) -> list[float] | None:
-    if valid is None:
-        return None
-    generator = _generators(run.config, _VALID, epoch)
-    with torch.no_grad():
-        return _mean_over(
-            valid, run.config.eval_batch_size, generator, lambda x: run.model.elbo(x, 1, generator)
-        )
-
-
-def _test_bounds(run: _Run, test: MNIST) -> tuple[list[float], list[float]]:
-    """Per replica, the test ELBO (one sample per image) and IWAE bound (``iwae_k`` samples),
-    in nats per image.
-
-    Both see the same binarized batches: each batch is drawn once and evaluated twice. The
-    IWAE chunks are those of a single run (so replica ``i`` draws as one), ``R`` times the rows.
-    """
-    config = run.config
-    generator = _generators(config, _TEST)
-    chunk = max(1, min(config.iwae_k, _IWAE_ROWS // config.eval_batch_size))
-    elbo = iwae = torch.zeros((), dtype=torch.float64)
-    with torch.no_grad():
-        for x in _images(test, config.eval_batch_size, generator, shuffle=False):
-            elbo = elbo + _per_replica_sum(run.model.elbo(x, 1, generator)).cpu()
-            bound = run.model.iwae_bound(x, config.iwae_k, chunk, generator)
-            iwae = iwae + _per_replica_sum(bound).cpu()
-    return (elbo / len(test)).tolist(), (iwae / len(test)).tolist()
-
-
-# --------------------------------------------------------------------------------------------
-# The loop
-
-
-def _train_steps(
-    run: _Run,
-    train: MNIST,
-    total_steps: int,
-    stop: Stop,
-    bar: tqdm,
-    on_step: Callable[[int, float], None] | None,
-) -> None:
-    """Train through the rest of the current epoch, or until ``total_steps`` or a signal."""
-    config, state = run.config, run.state
-    per_epoch = config.steps_per_epoch(len(train))
-    epoch, done = divmod(state.step, per_epoch)
-    batches = _images(train, config.batch_size, _generators(config, _DATA, epoch), shuffle=True)
-    device, world = torch.device(config.device), distributed.world_size()
-    # Skipping the batches already trained on draws them again: the epoch's generator ends
-    # in the same state as in an uninterrupted run.
-    elbo_sum = torch.zeros(config.seeds, dtype=torch.float64, device=config.device)
-    last = time.perf_counter()
-    try:
-        for x in islice(batches, done, None):
-            elbo = run.step(x)
-            state.step += 1
-            elbo_sum += _per_replica_sum(elbo)  # on the device: no host synchronisation
-            state.epoch_images += x.shape[-2]  # the global batch: every process counts it
-            bar.update(1)
-            if bar.disable is False and state.step % POSTFIX_EVERY == 0:
-                bar.set_postfix(elbo=f"{elbo.mean().item():.2f}", refresh=False)
-            if on_step is not None:
-                on_step(state.step, elbo.mean().item())
-            if world > 1:  # every process stops after the same step
-                (signum,) = distributed.all_reduce([stop.signum or 0], device, op="max")
-                stop.signum = int(signum) or None
-            if state.step >= total_steps or stop.signum is not None:
-                return
-    finally:
-        # One read of the device (the time is then the work's) and one reduction per call.
-        sums = distributed.all_reduce(elbo_sum.tolist(), device)
-        state.epoch_elbo_sum = [a + b for a, b in zip(state.epoch_elbo_sum, sums, strict=True)]
-        state.epoch_seconds += time.perf_counter() - last
-
-
-def _close_epoch(run: _Run, valid: MNIST | None, per_epoch: int) -> None:
-    """Append the epoch's row to the history; at an epoch boundary, reset the epoch's sums
-    (after a final partial epoch they stay, for
-    :func:`samplegrad.lab.training.runs.reopen_partial_epoch`)."""
-    state = run.state
-    epoch = math.ceil(state.step / per_epoch)
-    state.history.append(
-        {
-            "epoch": epoch,
-            "step": state.step,
-            "train_elbo": [total / state.epoch_images for total in state.epoch_elbo_sum],
-            "valid_elbo": _validation_elbo(run, valid, epoch),
-            "seconds": state.epoch_seconds,
-        }
-    )
-    if state.step % per_epoch == 0:
-        state.epoch_elbo_sum = [0.0] * run.config.seeds
-        state.epoch_images, state.epoch_seconds = 0, 0.0
-
-
-def _csv(config: TrainConfig, history: list[dict[str, Any]]) -> None:
-    """``metrics.csv``: a row per epoch, or for ``seeds > 1`` a row per epoch and seed."""
-    rows = [
-        {
-            **row,
-            "seed": seed,
-            "train_elbo": row["train_elbo"][i],
-            "valid_elbo": None if row["valid_elbo"] is None else row["valid_elbo"][i],
-        }
-        for row in history
-        for i, seed in enumerate(config.seed_list())
-    ]
-    columns = CSV_COLUMNS if config.seeds == 1 else SEEDS_CSV_COLUMNS
-    write_csv(Path(config.out) / "metrics.csv", columns, rows)
-
-
-def _loop(
-    run: _Run,
-    train: MNIST,
-    valid: MNIST | None,
-    stop: Stop,
-    on_step: Callable[[int, float], None] | None,
-) -> None:
-    """Epoch after epoch until the last step or a signal; metrics and checkpoint per epoch."""
-    config, state = run.config, run.state
-    per_epoch = config.steps_per_epoch(len(train))
-    total = config.steps if config.steps is not None else config.epochs * per_epoch
-    main = distributed.is_main()
-    show = show_progress(config.progress) and main
-    if state.step < total:
-        reopen_partial_epoch(state.history, state.step, per_epoch)
-    with tqdm(total=total, initial=min(state.step, total), disable=not show, unit="step") as bar:
-        while state.step < total and stop.signum is None:
-            _train_steps(run, train, total, stop, bar, on_step)
-            if state.step % per_epoch == 0 or state.step >= total:
-                run.model.eval()
-                _close_epoch(run, valid if main else None, per_epoch)
-                run.model.train()
-                if main:
-                    _csv(config, state.history)
-            if main:
-                _save_checkpoint(run)
-
-
-def _load_splits(config: TrainConfig) -> tuple[MNIST, MNIST | None, MNIST]:
-    def split(name: str) -> MNIST:
-        return load_mnist(
-            config.data_dir,
-            split=name,
-            validation_size=config.validation_size,
-            binarize=config.binarize,
-            device=config.device,
-        )
-
-    valid = split("valid") if config.validation_size else None
-    return split("train"), valid, split("test")
-
-
-def _start(config: TrainConfig) -> _Run:
-    """A fresh run, or the one restored from the checkpoint when ``config.resume``."""
-    refuse_to_overwrite(Path(config.out) / CHECKPOINT, config.resume)
-    model, estimator = build_model(config)
-    parameters = list(model.parameters())
-    if estimator is not None:
-        parameters += list(estimator.parameters())
-    run = _Run(
-        config,
-        model,
-        estimator,
-        distributed.data_parallel(_Objective(model, estimator), torch.device(config.device)),
-        torch.optim.Adam(parameters, lr=config.lr),
-        _generators(config, _SAMPLING),
-        _State(epoch_elbo_sum=[0.0] * config.seeds),
-    )
-    if config.resume:
-        _load_checkpoint(run)
-        for group in run.optimizer.param_groups:
-            group["lr"] = config.lr
-    return run
-
-
-def _summary(run: _Run, test: MNIST) -> dict[str, Any]:
-    """The contents of ``metrics.json`` (:data:`SUMMARY_KEYS`), evaluating on ``test``."""
-    config, state = run.config, run.state
-    run.model.eval()
-    test_elbo, test_iwae = _test_bounds(run, test)
-    last = state.history[-1] if state.history else {"epoch": 0}
-    per_run = {
-        "train_elbo": last.get("train_elbo"),
-        "valid_elbo": last.get("valid_elbo"),
-        "test_elbo": test_elbo,
-        "test_iwae": test_iwae,
-    }
-    if config.seeds == 1:
-        per_run = {key: None if value is None else value[0] for key, value in per_run.items()}
-    return {
-        **per_run,
-        "iwae_k": config.iwae_k,
-        "epochs": last["epoch"],
-        "steps": state.step,
-        "epoch_seconds": [row["seconds"] for row in state.history],
-        "latent": config.latent,
-        "arch": config.arch,
-        "estimator": config.estimator,
-        "num_samples": config.num_samples,
-        "batch_size": config.batch_size,
-        "lr": config.lr,
-        "seed": config.seed,
-        "seeds": config.seed_list(),
-        "binarize": config.binarize,
-        "device": config.device,
-        "torch": str(torch.__version__),
-    }
-
-
-def fit(config: TrainConfig, *, on_step: Callable[[int, float], None] | None = None) -> dict:
-    """Train the VAE of ``config``; return the final metrics (also in ``out/metrics.json``).
-
-    Under ``torchrun``, every process calls it and they train together (module docstring,
-    "Many processes"); it joins the process group unless one is open, and leaves what it joined.
-
-    Args:
-        config: the run (see :class:`TrainConfig`).
-        on_step: called after every optimiser step with the step count and the batch's mean
-            ELBO estimate (for logging, early stopping by a signal, or tests).
-
-    Returns:
-        The :data:`SUMMARY_KEYS` of ``metrics.json``; if SIGINT or SIGTERM stopped training,
-        instead ``{"interrupted": "SIGINT", "signal": 2, "step": ..., "checkpoint": ...}``.
-
-    Raises:
-        TrainError: an invalid or incompatible request (the message says what to change);
-        samplegrad.lab.data.MNISTNotFoundError, CorruptDataError: the data cannot be read;
-        OSError: ``out`` cannot be written.
-    """
-    with distributed.process_group(torch.device(config.device)):
-        train, valid, test = _load_splits(config)
-        _check_processes(config, len(train))
-        Path(config.out).mkdir(parents=True, exist_ok=True)
-        run = _start(config)
-        with stop_on_signals() as stop:
-            _loop(run, train, valid, stop, on_step)
-        if stop.signum is not None:
-            return interrupted(stop.signum, run.state.step, Path(config.out) / CHECKPOINT)
-        summary = None
-        if distributed.is_main():
-            summary = _summary(run, test)
-            write_json(Path(config.out) / "metrics.json", summary)
-            _plot(run, test)
-        return distributed.broadcast(summary)
+def _bound_estimator(config: TrainConfig) -> str | None:
+    """The ``sg.iwae_bound`` estimator of an IWAE run, ``None`` for the ELBO."""
+    return config.estimator if config.objective == "iwae" else None
 
 
 def _check_processes(config: TrainConfig, num_train: int) -> None:
@@ -890,11 +537,230 @@ def _check_processes(config: TrainConfig, num_train: int) -> None:
         )
 
 
-def _plot(run: _Run, test: MNIST) -> None:
-    # Imported here: matplotlib takes most of a second to import, which every `samplegrad`
-    # command (the CLI imports this module) would otherwise pay.
-    from samplegrad.lab.plots import vae as plots
+# --------------------------------------------------------------------------------------------
+# The trainer
 
-    out, generator = Path(run.config.out), _generator(run.config, _PLOT)
-    model = run.model if run.config.seeds == 1 else replica(run.model, 0)
-    plots.plot_run(model, test, run.state.history, out, generator)
+
+@dataclasses.dataclass
+class _State:
+    """What a checkpoint restores besides the modules: counters, history, the open epoch."""
+
+    step: int = 0
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    epoch_elbo_sum: list[float] = dataclasses.field(default_factory=list)  # per replica, over
+    epoch_images: int = 0  # the images of the epoch in progress
+    epoch_seconds: float = 0.0
+
+
+def _per_replica_sum(values: Tensor) -> Tensor:
+    """The per-image ``values`` ``(B,)`` or ``(R, B)`` summed per replica, ``(R,)``, in float64."""
+    return values.sum(-1).double().reshape(-1)
+
+
+class VAETrainer(Trainer):
+    """A VAE on MNIST (module docstring): a row of ``metrics.csv`` per epoch, the test ELBO and
+    IWAE bound in ``metrics.json``."""
+
+    checkpoint_format = 2  # 2: per-replica lists in the state and history
+    progress_label = "elbo"
+    many_processes = True
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+
+    def _generators(self, stream: int, epoch: int = 0) -> Generator:
+        """The generator of ``stream`` (and ``epoch``), one per replica for ``seeds > 1``."""
+        return generators(self.config.seed_list(), stream, epoch, self.config.device)
+
+    def build(self) -> None:
+        config = self.config
+        self.device = torch.device(config.device)
+        self.model, self.estimator = build_model(config)
+        parameters = list(self.model.parameters())
+        if self.estimator is not None:
+            parameters += list(self.estimator.parameters())
+        self.optimizer = torch.optim.Adam(parameters, lr=config.lr)
+        self.sampling = self._generators(_SAMPLING)
+        self.state = _State(epoch_elbo_sum=[0.0] * config.seeds)
+        self._step = training_step(
+            self.model,
+            self.estimator,
+            self.optimizer,
+            num_samples=config.num_samples,
+            generator=self.sampling,
+            compile=config.compile,
+            objective=distributed.data_parallel(
+                _Objective(self.model, self.estimator, _bound_estimator(config)), self.device
+            ),
+            replicas=config.seeds,
+        )
+        self._elbo_sum = torch.zeros(config.seeds, dtype=torch.float64, device=self.device)
+
+    def load_data(self) -> None:
+        config = self.config
+        self.train, self.valid, self.test = load_splits(config, config.binarize)
+        _check_processes(config, len(self.train))
+        self.period = config.steps_per_epoch(len(self.train))
+        self.total_steps = config.total_steps(len(self.train))
+
+    def batches(self, period: int) -> Iterator[Tensor]:
+        # Skipping the batches already trained on draws them again: the epoch's generator ends
+        # in the same state as in an uninterrupted run.
+        generator = self._generators(_DATA, period)
+        return _images(self.train, self.config.batch_size, generator, shuffle=True)
+
+    def step(self, x: Tensor) -> Tensor:
+        elbo = self._step(x)
+        self._elbo_sum += _per_replica_sum(elbo)  # on the device: no host synchronisation
+        self.state.epoch_images += x.shape[-2]  # the global batch: every process counts it
+        return elbo
+
+    def end_stretch(self, started: float) -> None:
+        # One read of the device (the time is then the work's) and one reduction per stretch.
+        sums = distributed.all_reduce(self._elbo_sum.tolist(), self.device)
+        self._elbo_sum.zero_()
+        state = self.state
+        state.epoch_elbo_sum = [a + b for a, b in zip(state.epoch_elbo_sum, sums, strict=True)]
+        state.epoch_seconds += time.perf_counter() - started
+
+    def close_period(self, number: int, whole: bool) -> None:
+        """The epoch's row; at an epoch boundary the epoch's sums start afresh (after a final
+        partial epoch they stay, for the loop to reopen it)."""
+        state = self.state
+        self.model.eval()
+        valid = self._validation_elbo(number) if distributed.is_main() else None
+        self.model.train()
+        train_elbo = [total / state.epoch_images for total in state.epoch_elbo_sum]
+        state.history.append(
+            {
+                "epoch": number,
+                "step": state.step,
+                "train_elbo": train_elbo,
+                "valid_elbo": valid,
+                "seconds": state.epoch_seconds,
+            }
+        )
+        if whole:
+            state.epoch_elbo_sum = [0.0] * self.config.seeds
+            state.epoch_images, state.epoch_seconds = 0, 0.0
+
+    def metrics(self) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
+        """A row per epoch, or for ``seeds > 1`` a row per epoch and seed."""
+        config = self.config
+        rows = rows_per_seed(self.state.history, config.seed_list(), PER_RUN[:2])
+        return (CSV_COLUMNS if config.seeds == 1 else SEEDS_CSV_COLUMNS), rows
+
+    def saved(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "estimator": None if self.estimator is None else self.estimator.state_dict(),
+            "sampling_generator": self.sampling.get_state(),
+        }
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        self.model.load_state_dict(payload["model"])
+        if self.estimator is not None:
+            self.estimator.load_state_dict(payload["estimator"])
+        self.sampling.set_state(payload["sampling_generator"])
+
+    # Evaluation
+
+    def _mean_over(
+        self, data: MNIST, generator: Generator, bound: Callable[[Tensor], Tensor]
+    ) -> list[float]:
+        """Per replica, the mean over ``data`` of the per-image ``bound(x)``, in a fixed order."""
+        total = torch.zeros((), dtype=torch.float64)
+        for x in _images(data, self.config.eval_batch_size, generator, shuffle=False):
+            total = total + _per_replica_sum(bound(x)).cpu()
+        return (total / len(data)).tolist()
+
+    def _validation_elbo(self, epoch: int) -> list[float] | None:
+        if self.valid is None:
+            return None
+        generator = self._generators(_VALID, epoch)
+
+        def elbo(x: Tensor) -> Tensor:
+            return self.model.elbo(x, 1, generator)
+
+        with torch.no_grad():
+            return self._mean_over(self.valid, generator, elbo)
+
+    def _test_bounds(self) -> tuple[list[float], list[float]]:
+        """Per replica, the test ELBO (one sample per image) and IWAE bound (``iwae_k``
+        samples), in nats per image.
+
+        Both see the same binarized batches: each batch is drawn once and evaluated twice. The
+        IWAE chunks are those of a single run (so replica ``i`` draws as one), ``R`` times the
+        rows.
+        """
+        config, model = self.config, self.model
+        generator = self._generators(_TEST)
+        chunk = max(1, min(config.iwae_k, _IWAE_ROWS // config.eval_batch_size))
+        elbo = iwae = torch.zeros((), dtype=torch.float64)
+        with torch.no_grad():
+            for x in _images(self.test, config.eval_batch_size, generator, shuffle=False):
+                elbo = elbo + _per_replica_sum(model.elbo(x, 1, generator)).cpu()
+                bound = model.iwae_bound(x, config.iwae_k, chunk, generator)
+                iwae = iwae + _per_replica_sum(bound).cpu()
+        return (elbo / len(self.test)).tolist(), (iwae / len(self.test)).tolist()
+
+    def summarise(self) -> dict[str, Any]:
+        """The contents of ``metrics.json`` (:data:`SUMMARY_KEYS`)."""
+        config, state = self.config, self.state
+        self.model.eval()
+        test_elbo, test_iwae = self._test_bounds()
+        last = state.history[-1] if state.history else {"epoch": 0}
+        per_run = {
+            "train_elbo": last.get("train_elbo"),
+            "valid_elbo": last.get("valid_elbo"),
+            "test_elbo": test_elbo,
+            "test_iwae": test_iwae,
+        }
+        settings = (
+            *("latent", "arch", "objective", "estimator", "num_samples", "batch_size", "lr"),
+            "seed",
+        )
+        return {
+            **(per_run if config.seeds > 1 else _first(per_run, PER_RUN)),
+            "iwae_k": config.iwae_k,
+            "epochs": last["epoch"],
+            "steps": state.step,
+            "epoch_seconds": [row["seconds"] for row in state.history],
+            **{name: getattr(config, name) for name in settings},
+            "seeds": config.seed_list(),
+            "binarize": config.binarize,
+            "device": config.device,
+            "torch": str(torch.__version__),
+        }
+
+    def plot(self, summary: dict[str, Any]) -> None:
+        # Imported here: matplotlib takes most of a second to import, which every `samplegrad`
+        # command (the CLI imports this module) would otherwise pay.
+        from samplegrad.lab.plots import vae as plots
+
+        config = self.config
+        generator = generators([config.seed], _PLOT, 0, config.device)
+        model = self.model if config.seeds == 1 else replica(self.model, 0)
+        plots.plot_run(model, self.test, self.state.history, Path(config.out), generator)
+
+
+def _first(values: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``values``' per-replica lists under ``keys`` as the one replica's numbers (one seed)."""
+    return {key: None if values[key] is None else values[key][0] for key in keys}
+
+
+def fit(config: TrainConfig, *, on_step: OnStep | None = None) -> dict[str, Any]:
+    """Train the VAE of ``config``; return the final metrics (also in ``out/metrics.json``).
+
+    Under ``torchrun``, every process calls it and they train together (module docstring,
+    "Many processes"); it joins the process group unless one is open, and leaves what it joined.
+
+    Args:
+        config: the run (see :class:`TrainConfig`).
+        on_step: called after every optimiser step with the step count and the batch's mean
+            ELBO estimate (for logging, early stopping by a signal, or tests).
+
+    Returns and raises as :func:`samplegrad.lab.training.loop.train`: the summary (the
+    :data:`SUMMARY_KEYS` of ``metrics.json``), or ``{"interrupted": ...}`` after a signal.
+    """
+    return train(VAETrainer(config), on_step)

@@ -1,0 +1,236 @@
+"""What every ``samplegrad`` command shares: ``--version``, ``--threads``, usage errors (exit 2,
+one error line, no traceback), the checks made before any data is read (the checkpoint format
+on resume included), options made from the config fields, and the ``lab`` extra."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import samplegrad
+from samplegrad.cli import compare as cli_compare
+from samplegrad.cli import main
+from samplegrad.cli.train import vae as cli_vae
+from samplegrad.lab.models import applicable_estimators
+from samplegrad.lab.training.bnn import BNNConfig, fit_bnn
+from samplegrad.lab.training.config import TrainError
+from samplegrad.lab.training.files import CHECKPOINT
+from samplegrad.lab.training.policy import PolicyConfig
+from samplegrad.lab.training.vae import ARCHS, TrainConfig
+
+from fake_mnist import write_fake_mnist
+
+pytestmark = pytest.mark.usefixtures("offline", "one_thread")
+
+RUNS = {
+    "vae": ["train", "vae", "--latent", "gaussian", "--batch-size", "16", "--iwae-k", "2"],
+    "bnn": ["train", "bnn", "--batch-size", "16", "--eval-samples", "2"],
+    "policy": ["train", "policy", "--env", "mnist-bandit", "--batch-size", "8"],
+}
+"""A tiny run of each training command (with :func:`run_args`'s options)."""
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_fake_mnist(tmp_path_factory.mktemp("mnist"), 64, 16)
+
+
+def run_args(command: str, data_dir: Path, out: Path, *extra: str) -> list[str]:
+    """One step of ``command`` on ``data_dir``, 16 images held out, into ``out``."""
+    evaluation = ["--eval-every", "1"] if command == "policy" else ["--eval-batch-size", "16"]
+    return [
+        *RUNS[command],
+        *evaluation,
+        *("--validation-size", "16", "--steps", "1", "--no-progress"),
+        *("--data-dir", str(data_dir), "--out", str(out), *extra),
+    ]
+
+
+def usage_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The one error line of a usage error: exit status 2, no traceback, and stderr is the
+    command's usage followed by ``samplegrad <command>: error: <message>``."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("usage: samplegrad")
+    usage, _, error = err.rstrip("\n").rpartition("\n")
+    assert error.startswith("samplegrad") and ": error: " in error
+    assert all(line.startswith(("usage:", " ")) for line in usage.splitlines()), err
+    return error
+
+
+# --------------------------------------------------------------------------------------------
+# The top
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"samplegrad {samplegrad.__version__}"
+
+
+def test_threads_set_torch_for_the_command_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen = []
+    real = cli_compare.compare
+
+    def counting(*args: object) -> dict:
+        seen.append(torch.get_num_threads())
+        return real(*args)
+
+    monkeypatch.setattr(cli_compare, "compare", counting)
+    before = torch.get_num_threads()
+    args = ["compare", "--problem", "gaussian-quadratic", "--estimators", "pathwise"]
+    args += ["--repeats", "10", "--no-plots", "--out", str(tmp_path)]
+    assert main([*args, "--threads", "3"]) == 0
+    assert main(args) == 0
+    assert seen == [3, before] and torch.get_num_threads() == before
+    assert "--threads: must be >= 1, got 0" in usage_error([*args, "--threads", "0"], capsys)
+
+
+def test_a_usage_error_is_one_line_after_the_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    error = usage_error(["train", "vae", "--latent", "gaussian", "--estimator", "disarm"], capsys)
+    assert error.startswith("samplegrad train vae: error: estimator 'disarm' does not apply")
+
+
+def test_every_lab_module_missing_is_one_line_naming_the_extra() -> None:
+    """Without matplotlib, tqdm or scikit-learn any command says how to install them."""
+    for module in ("matplotlib", "tqdm", "sklearn"):
+        code = (
+            f"import sys; sys.modules[{module!r}] = None; from samplegrad.cli import main; "
+            "main(['compare', '--problem', 'bernoulli-toy'])"
+        )
+        process = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        )
+        assert process.returncode == 2
+        assert len(process.stderr.splitlines()) == 1, process.stderr
+        assert "pip install 'samplegrad[lab]'" in process.stderr
+
+
+def test_a_lab_module_missing_while_running_is_the_same_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def fit(config: TrainConfig) -> dict:
+        raise ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
+
+    monkeypatch.setattr(cli_vae, "COMMAND", dataclasses.replace(cli_vae.COMMAND, fit=fit))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "vae", "--latent", "gaussian"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "matplotlib is not installed" in err
+
+
+def test_importing_the_command_line_loads_no_plotting_or_progress_module() -> None:
+    """Beyond what ``import torch`` loads (torch.hub imports tqdm where it is installed)."""
+    code = (
+        "import sys, torch; before = set(sys.modules); import samplegrad.cli; "
+        "print([m for m in ('matplotlib', 'tqdm', 'sklearn') if {m} & set(sys.modules) - before])"
+    )
+    process = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert process.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------------------------
+# Options from the config fields
+
+
+@pytest.mark.parametrize(
+    ("command", "config_class"),
+    [("vae", TrainConfig), ("bnn", BNNConfig), ("policy", PolicyConfig)],
+)
+def test_every_config_field_is_an_option_with_help(
+    command: str, config_class: type, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit):
+        main(["train", command, "--help"])
+    text = capsys.readouterr().out
+    for field in dataclasses.fields(config_class):
+        assert field.metadata["help"], field.name
+        flag = "--" + field.name.replace("_", "-")
+        assert (f"--no-{flag[2:]}" if field.default is True else flag) in text, field.name
+    assert "--threads N" in text
+
+
+def test_estimator_help_lists_the_catalog_names_per_latent(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit):
+        main(["train", "vae", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for latent in ("bernoulli", "categorical"):
+        model = next(iter(ARCHS[latent].values()))()
+        assert f"{latent}: {', '.join(applicable_estimators(model))}" in text
+
+
+# --------------------------------------------------------------------------------------------
+# Checks before any data is read (the data folder is empty)
+
+
+@pytest.mark.parametrize("command", RUNS)
+def test_a_validation_size_mnist_cannot_give_fails_before_the_data_is_read(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = [*RUNS[command], "--validation-size", "70000", "--data-dir", str(empty)]
+    error = usage_error([*args, "--out", str(tmp_path / "out")], capsys)
+    assert "--validation-size: must be <= 59999" in error and "MNIST" not in error
+    with pytest.raises(TrainError, match=r"validation_size must be an int in 0\.\.59999"):
+        BNNConfig(validation_size=70_000)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--estimator", "disarm", "--num-samples", "1"], "num_samples must be >= 2"),
+        (["--estimator", "nonsense"], "unknown estimator 'nonsense'"),
+        (["--resume"], "cannot resume: no checkpoint at"),
+    ],
+)
+def test_estimator_and_resume_requests_fail_before_the_data_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
+    args = ["train", "vae", "--latent", "bernoulli", "--data-dir", str(tmp_path), *options]
+    assert message in usage_error([*args, "--out", str(tmp_path / "out")], capsys)
+
+
+@pytest.mark.parametrize("command", RUNS)
+def test_every_trainer_checks_the_checkpoint_format_on_resume(
+    command: str, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint of another format is refused, before the data is read (the resumed run
+    points at an empty folder)."""
+    out = tmp_path / "run"
+    assert main(run_args(command, data_dir, out)) == 0
+    payload = torch.load(out / CHECKPOINT, weights_only=True)
+    torch.save({**payload, "format": 99}, out / CHECKPOINT)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    capsys.readouterr()
+    error = usage_error(run_args(command, empty, out, "--steps", "2", "--resume"), capsys)
+    assert "checkpoint format 99" in error and "start a new run with another --out" in error
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 1
+
+
+def test_trainers_without_torchrun_support_refuse_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(TrainError, match="trains in one process; run it without torchrun"):
+        fit_bnn(BNNConfig(out=str(tmp_path)))
