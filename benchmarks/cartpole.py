@@ -6,7 +6,7 @@ Each run is ``samplegrad train policy --env cartpole``
 Adam 1e-2): training validates the greedy policy every ``--eval-every`` steps on 20 episodes
 from fixed validation seeds and stops once their mean return reaches 475, or when the budget
 of ``--env-steps`` environment steps is spent. The result is then measured afresh on 20 greedy
-episodes from other fixed seeds (``eval_return``): a run *passes* when that is >= 475 within
+episodes from other fixed seeds (``test_return``): a run *passes* when that is >= 475 within
 the budget. Written to ``benchmarks/results/cartpole.{json,md}``. Needs Gymnasium (``pip
 install -e '.[rl]'``, or ``make cartpole``). Usage::
 
@@ -58,9 +58,9 @@ def run(seed: int, env_steps: int, eval_every: int, scratch: str) -> dict[str, o
         "steps": metrics["steps"],
         "env_steps": metrics["env_steps"],
         "train_seconds": metrics["seconds"],
-        "eval_return": metrics["eval_return"],
+        "test_return": metrics["test_return"],
         "eval_episodes": metrics["eval_episodes"],
-        "passed": metrics["eval_return"] >= TARGET,
+        "passed": metrics["test_return"] >= TARGET,
     }
 
 
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         lines.append(
             f"| {r['seed']} | {r['steps']} | {r['env_steps']} | {r['train_seconds']:.0f} "
-            f"| {r['eval_return']:.1f} | {'yes' if r['passed'] else 'no'} | `{r['command']}` |"
+            f"| {r['test_return']:.1f} | {'yes' if r['passed'] else 'no'} | `{r['command']}` |"
         )
     (args.out / "cartpole.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -1,14 +1,18 @@
 """What every ``samplegrad`` command shares: ``--version``, ``--threads``, usage errors (exit 2,
 one error line, no traceback), the checks made before any data is read (the checkpoint format
-on resume included), options made from the config fields, and the ``lab`` extra."""
+on resume included), options made from the config fields, and the ``lab`` extra; and the
+regressions of issue 15 (runs into one folder, late failures, misleading messages)."""
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -20,7 +24,8 @@ from samplegrad.cli.train import vae as cli_vae
 from samplegrad.lab.models import applicable_estimators
 from samplegrad.lab.training.bnn import BNNConfig, fit_bnn
 from samplegrad.lab.training.config import TrainError
-from samplegrad.lab.training.files import CHECKPOINT
+from samplegrad.lab.training.files import CHECKPOINT, trainer_of
+from samplegrad.lab.training.lock import LOCK, exclusive_folder
 from samplegrad.lab.training.policy import PolicyConfig
 from samplegrad.lab.training.vae import ARCHS, TrainConfig
 
@@ -234,3 +239,163 @@ def test_trainers_without_torchrun_support_refuse_it(
         monkeypatch.setenv(name, value)
     with pytest.raises(TrainError, match="trains in one process; run it without torchrun"):
         fit_bnn(BNNConfig(out=str(tmp_path)))
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 15: runs that collide, fail late or say the wrong thing
+
+
+def test_a_second_run_into_a_folder_in_use_stops_at_once_naming_the_first(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first run holds the folder's lock for its whole life (here: the test holds it as
+    a run does); the second fails before reading the data, and the first's files stay."""
+    out = tmp_path / "run"
+    with exclusive_folder(out):
+        error = usage_error(run_args("vae", tmp_path / "no-data", out), capsys)
+        assert [path.name for path in out.iterdir()] == [LOCK]  # the holder's, left alone
+    assert f"{out} is in use by another run (process {os.getpid()}:" in error
+    assert "choose another --out" in error
+    assert main(run_args("vae", data_dir, out)) == 0  # free again
+    assert LOCK not in os.listdir(out)
+
+
+def test_a_refused_run_leaves_no_folder_behind(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused before the data (an estimator's sample count) or by the data (more held out than
+    the folder has): the output folder the run would have made is not there."""
+    out = tmp_path / "out"
+    args = ["--latent", "bernoulli", "--estimator", "disarm", "--num-samples", "3"]
+    usage_error(["train", "vae", *args, "--data-dir", str(data_dir), "--out", str(out)], capsys)
+    assert not out.exists()
+    usage_error(run_args("bnn", data_dir, out, "--validation-size", "64"), capsys)
+    assert not out.exists()
+
+
+def test_the_default_number_of_samples_follows_the_estimator(data_dir: Path, tmp_path: Path):
+    """ARM and DisARM take pairs: their default is 2, not the 1 they refuse."""
+    assert TrainConfig(latent="bernoulli", estimator="disarm").num_samples == 2
+    assert TrainConfig(latent="bernoulli").num_samples == 1  # auto
+    assert TrainConfig(latent="gaussian", objective="iwae", estimator="pathwise").num_samples == 1
+    assert TrainConfig(latent="bernoulli", objective="iwae").num_samples == 2  # vimco
+    with pytest.raises(TrainError, match="num_samples must be >= 2 for --objective iwae"):
+        TrainConfig(latent="bernoulli", objective="iwae", num_samples=1)
+    out = tmp_path / "disarm"
+    vae = ["train", "vae", "--latent", "bernoulli", "--estimator", "disarm"]
+    assert main([*vae, *run_args("vae", data_dir, out)[len(RUNS["vae"]) :]]) == 0
+    assert json.loads((out / "metrics.json").read_text())["num_samples"] == 2
+
+
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_an_output_path_that_is_a_file_is_named_before_any_work(
+    command: str, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "a-file"
+    path.write_text("not a folder")
+    if command == "train":
+        args = run_args("vae", data_dir, path)
+    else:
+        args = ["compare", "--problem", "gaussian-quadratic", "--out", str(path), "--no-plots"]
+    with mock.patch.object(cli_compare, "compare", side_effect=AssertionError("measured")):
+        error = usage_error(args, capsys)
+    assert f"'{path}' is a file, not a folder" in error and "Errno" not in error
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_says_so(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    """The policy trainer saves a checkpoint at every validation; the second save finds the disk
+    full: one line that names the problem, and the first checkpoint still loads."""
+    save, calls = torch.save, []
+
+    def full_after_one(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        save(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_after_one)
+    out = tmp_path / "run"
+    error = usage_error(run_args("policy", data_dir, out, "--steps", "2"), capsys)
+    assert f"no space left on the device of {out}" in error
+    assert "the previous checkpoint.pt is intact" in error and "--resume" in error
+    monkeypatch.undo()
+    assert torch.load(out / CHECKPOINT, weights_only=True)["state"]["step"] == 1
+
+
+def test_an_estimator_for_another_family_is_known_and_does_not_apply(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", "vae", "--latent", "bernoulli", "--estimator", "pathwise"]
+    error = usage_error([*args, "--out", str(tmp_path / "out")], capsys)
+    assert "'pathwise' does not apply to BernoulliVAE (bernoulli latents)" in error
+    assert "unknown" not in error and "estimators that do: 'score'" in error
+
+
+def test_a_damaged_checkpoint_is_not_a_samplegrad_checkpoint(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / CHECKPOINT).write_bytes(b"garbage")
+    error = usage_error(run_args("vae", data_dir, out, "--resume"), capsys)
+    assert "is not a samplegrad checkpoint: it is damaged, or another program wrote it" in error
+    assert "weights_only" not in error and "succeed" not in error
+
+
+def test_a_checkpoint_of_another_command_is_named(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bnn"
+    assert main(run_args("bnn", data_dir, out)) == 0
+    args = ["compare", "--problem", "vae-encoder", "--checkpoint", str(out / CHECKPOINT)]
+    error = usage_error([*args, "--out", str(tmp_path / "compare")], capsys)
+    assert "is a checkpoint of `samplegrad train bnn`, not of a VAE" in error
+    payload = torch.load(out / CHECKPOINT, weights_only=True)
+    del payload["trainer"]  # a checkpoint from before checkpoints named their command
+    assert trainer_of(payload) == "bnn"
+
+
+def test_more_evaluation_episodes_than_test_images_are_refused(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(TrainError, match="eval_episodes must be <= 10000 for mnist-bandit"):
+        PolicyConfig(env="mnist-bandit", eval_episodes=20_000)
+    out = tmp_path / "run"
+    error = usage_error(run_args("policy", data_dir, out, "--eval-episodes", "17"), capsys)
+    assert "eval_episodes must be <= 16, the test images of" in error
+    assert not out.exists()
+
+
+def test_compare_skips_a_default_estimator_that_cannot_take_the_samples(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["compare", "--problem", "bernoulli-toy", "--num-samples", "1", "--repeats", "50"]
+    assert main([*args, "--out", str(tmp_path / "out"), "--no-plots"]) == 0
+    captured = capsys.readouterr()
+    assert "note: skipped score-loo: num_samples must be >= 2" in captured.err
+    rows = json.loads((tmp_path / "out" / "compare.json").read_text())["rows"]
+    assert "score" in {row["estimator"] for row in rows}
+    assert "score-loo" not in {row["estimator"] for row in rows}
+
+
+def test_a_resumed_run_with_nothing_left_to_train_says_so(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert main(run_args("bnn", data_dir, out, "--steps", "2")) == 0
+    capsys.readouterr()
+    assert main(run_args("bnn", data_dir, out, "--steps", "1", "--resume")) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"note: the checkpoint in {out} is at step 2 and this run ends at step 1" in err
+    assert "nothing left to train; evaluating the checkpoint again" in err
+
+
+def test_policy_files_name_validation_and_test_apart(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(run_args("policy", data_dir, out, "--steps", "2")) == 0
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    summary = json.loads((out / "metrics.json").read_text())
+    assert "valid_return" in header and "test_return" in summary
+    assert "eval_return" not in header and "eval_return" not in summary

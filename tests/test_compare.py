@@ -406,7 +406,7 @@ def test_cli_reports_an_unwritable_output_directory(
             ]
         )
     assert exit_info.value.code == 2
-    assert f"cannot write to {blocker}" in capsys.readouterr().err
+    assert f"'{blocker}' is a file, not a folder" in capsys.readouterr().err
 
 
 def test_cli_needs_a_command(capsys: pytest.CaptureFixture[str]) -> None:

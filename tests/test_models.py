@@ -238,8 +238,10 @@ def test_auto_chooses_like_expectation() -> None:
 
 def test_estimator_errors_name_the_applicable_estimators() -> None:
     bernoulli, categorical = BernoulliVAE(), CategoricalVAE()
-    with pytest.raises(ValueError, match="'disarm'"):
-        make_estimator("pathwise", bernoulli)
+    with pytest.raises(ValueError, match=r"unknown estimator 'nonsense'.*'disarm'"):
+        make_estimator("nonsense", bernoulli)
+    with pytest.raises(TypeError, match=r"'pathwise' does not apply .*that do: .*'disarm'"):
+        make_estimator("pathwise", bernoulli)  # a catalog name, for other families
     with pytest.raises(TypeError, match=r"estimators that do: .*'score-loo'") as error:
         make_estimator("arm", categorical)
     assert "'arm'" not in str(error.value).split("estimators that do:")[1]

@@ -53,7 +53,7 @@ def test_bandit_reaches_90_percent_on_the_test_images(tmp_path: Path) -> None:
     assert metrics["steps"] == 1000
     assert metrics["env_steps"] == 1000 * 64 * 4
     assert metrics["eval_episodes"] == 10_000
-    assert metrics["eval_return"] >= 0.90
+    assert metrics["test_return"] >= 0.90
 
 
 def bandit_command(data_dir: Path, out: Path, *options: str) -> list[str]:
@@ -87,7 +87,7 @@ def test_cli_bandit_run_writes_its_files_and_resumes_exactly(
     metrics = json.loads((whole / "metrics.json").read_text())
     assert set(SUMMARY_KEYS) <= set(metrics)
     assert (metrics["env"], metrics["steps"], metrics["env_steps"]) == ("mnist-bandit", 6, 6 * 32)
-    assert metrics["eval_episodes"] == 16 and 0 <= metrics["eval_return"] <= 1
+    assert metrics["eval_episodes"] == 16 and 0 <= metrics["test_return"] <= 1
     lines = (whole / "metrics.csv").read_text().splitlines()
     assert lines[0] == ",".join(CSV_COLUMNS) and len(lines) == 1 + 6
     for name in (CHECKPOINT, "training.png", "confusion.png"):
@@ -168,8 +168,8 @@ def test_cartpole_smoke(tmp_path: Path, baseline: str) -> None:
     )
     metrics = fit_policy(config)
     assert (metrics["env"], metrics["steps"], metrics["eval_episodes"]) == ("cartpole", 2, 2)
-    assert 1 <= metrics["eval_return"] <= 500 and metrics["env_steps"] >= 2 * 2
-    assert len(metrics["eval_returns"]) == 2
+    assert 1 <= metrics["test_return"] <= 500 and metrics["env_steps"] >= 2 * 2
+    assert len(metrics["test_returns"]) == 2
     for name in ("metrics.csv", "metrics.json", CHECKPOINT, "training.png", "eval_returns.png"):
         assert (tmp_path / name).stat().st_size > 0
 

@@ -75,6 +75,7 @@ inside the graph (``torch.compile(policy)``), not the function that builds the g
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -88,7 +89,7 @@ from torch.distributions import Bernoulli, Distribution
 from samplegrad._expectation import announce, resolve
 from samplegrad._internal import alignment
 from samplegrad._internal import validation as _validation
-from samplegrad._internal.alignment import DimMap
+from samplegrad._internal.alignment import DimMap, Record
 from samplegrad._internal.families import base_distribution, log_prob
 from samplegrad._internal.sampling import draw
 from samplegrad.estimators import catalog
@@ -119,7 +120,7 @@ class GraphTensor(Tensor):
     :func:`depends_on`.
     """
 
-    _sg_maps: dict[Node, DimMap]
+    _sg_record: Record
 
     @classmethod
     def __torch_function__(
@@ -130,22 +131,23 @@ class GraphTensor(Tensor):
         kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
         kwargs = kwargs or {}
-        inputs = _recorded([args, kwargs])
-        with torch._C.DisableTorchFunctionSubclass():
+        with torch._C.DisableTorchFunctionSubclass():  # also for the rules' .shape and .dim()
             result = func(*args, **kwargs)
-        name = alignment.operation_name(func)
-        if name == "setitem":  # x[index] = value: x now depends on value and index, densely
-            _record_assignment(args[0], inputs)
-            return result
-        outputs = tuple(_tensors(result))
-        maps = alignment.result_maps(alignment.Call(name, tuple(args), kwargs, outputs), inputs)
-        return _tagged(result, iter(maps))
+            if func is Tensor.__setitem__:  # x[index] = value: x depends on value and index
+                _record_assignment(args[0], _recorded([args, kwargs]))
+                return result
+            outputs = tuple(_tensors(result))
+            if not outputs:  # .dim(), .shape, .item(), len(...)
+                return result
+            call = alignment.Call(alignment.operation_name(func), tuple(args), kwargs, outputs)
+            records = alignment.result_maps(call, _recorded([args, kwargs]))
+            return _tagged(result, iter(records))
 
 
-def _recorded(value: object) -> list[tuple[Tensor, dict[Node, DimMap]]]:
+def _recorded(value: object) -> list[tuple[Tensor, Record]]:
     """The graph tensors inside ``value`` (nested sequences, dicts) with their records."""
     if isinstance(value, GraphTensor):
-        return [(value, value._sg_maps)]
+        return [(value, value._sg_record)]
     if isinstance(value, dict):
         value = list(value.values())
     if isinstance(value, list | tuple):
@@ -162,35 +164,46 @@ def _tensors(value: object) -> list[Tensor]:
     return []
 
 
-def _tagged(value: Any, maps: Iterator[dict[Node, DimMap]]) -> Any:
+def _tagged(value: Any, records: Iterator[Record]) -> Any:
     """``value`` with each of its tensors (in :func:`_tensors`' order) turned into a
-    :class:`GraphTensor` recording the next of ``maps`` (left plain when that is empty)."""
+    :class:`GraphTensor` holding the next of ``records`` (left plain when that is empty)."""
     if isinstance(value, Tensor):
-        return _with_maps(value, next(maps))
+        return _with_record(value, next(records))
     if isinstance(value, tuple):  # also torch.return_types (values, indices) pairs
-        items = [_tagged(v, maps) for v in value]
+        items = [_tagged(v, records) for v in value]
         return tuple(items) if type(value) is tuple else type(value)(items)
     if isinstance(value, list):
-        return [_tagged(v, maps) for v in value]
+        return [_tagged(v, records) for v in value]
     return value
 
 
-def _with_maps(value: Tensor, maps: dict[Node, DimMap]) -> Tensor:
-    if not maps:
+def _with_record(value: Tensor, record: Record) -> Tensor:
+    if not record:
         return _plain(value)
     tagged = value if isinstance(value, GraphTensor) else value.as_subclass(GraphTensor)
-    tagged._sg_maps = maps
+    tagged._sg_record = record
     return tagged
 
 
-def _record_assignment(target: Tensor, inputs: list[tuple[Tensor, dict[Node, DimMap]]]) -> None:
+def _record_assignment(target: Tensor, inputs: list[tuple[Tensor, Record]]) -> None:
     """After ``target[index] = value``: ``target`` depends on every node of ``value`` and
-    ``index`` (densely: which elements moved where is not tracked) and keeps its own record."""
-    if not isinstance(target, GraphTensor):
+    ``index``, densely (which elements moved where is not tracked). A plain tensor cannot
+    take a record, and a cost computed from it would silently lose the score terms of those
+    nodes: refused."""
+    records = [alignment.nodes_of(record) for tensor, record in inputs if tensor is not target]
+    assigned = frozenset().union(*records)
+    if not assigned:
         return
-    dense = (None,) * target.dim()
-    maps = {node: dense for tensor, record in inputs if tensor is not target for node in record}
-    target._sg_maps = {**maps, **target._sg_maps}
+    if not isinstance(target, GraphTensor):
+        names = sorted(node.name for node in assigned)
+        raise ValueError(
+            f"a value computed from nodes {names} was written into a plain tensor, which "
+            "cannot record the dependence, so costs computed from it would get no score terms "
+            "for them; make the tensor from a sample (e.g. torch.zeros_like(sample)) or "
+            "build it with torch.stack, torch.cat or torch.where"
+        )
+    kept = {m: nodes - assigned for m, nodes in target._sg_record.items() if nodes - assigned}
+    target._sg_record = {**kept, **alignment.dense_record(assigned, target.dim())}
 
 
 def depends_on(value: Tensor) -> frozenset[str]:
@@ -199,7 +212,16 @@ def depends_on(value: Tensor) -> frozenset[str]:
 
 
 def _maps(value: object) -> dict[Node, DimMap]:
-    return value._sg_maps if isinstance(value, GraphTensor) else {}
+    """Each node ``value`` was computed from, with its dimension map."""
+    return alignment.by_node(value._sg_record) if isinstance(value, GraphTensor) else {}
+
+
+def _record(maps: dict[Node, DimMap]) -> Record:
+    """Each node's map, grouped by map."""
+    record: Record = {}
+    for node, node_map in maps.items():
+        record[node_map] = record.get(node_map, frozenset()) | {node}
+    return record
 
 
 def _plain(value: Tensor) -> Tensor:
@@ -231,9 +253,6 @@ class Node:
     log_prob: Tensor | None
     mask: Tensor | None
     graph: Graph = field(repr=False)
-
-    def __hash__(self) -> int:
-        return id(self)
 
 
 @dataclass(eq=False)
@@ -305,8 +324,8 @@ class Graph:
         if name in self._nodes:
             raise ValueError(f"a node named {name!r} exists already in this graph; rename it")
         dist = _validation.check_distribution(dist)
-        recorded = [(t, t._sg_maps) for t in _parameters(dist) if isinstance(t, GraphTensor)]
-        parents = frozenset(node for _, record in recorded for node in record)
+        recorded = [(t, _maps(t)) for t in _parameters(dist) if isinstance(t, GraphTensor)]
+        parents = frozenset(node for _, maps in recorded for node in maps)
         self._check_own(parents, f"the distribution of node {name!r}")
         sample_shape = self._sample_shape(name, num_samples, parents)
         generator = _validation.check_generator(generator, dist)
@@ -321,7 +340,7 @@ class Graph:
         node = Node(name, dist, value, chosen, log_prob, mask, self)
         self._nodes[name] = node
         maps = _sample_maps(node, len(sample_shape), recorded)
-        node.value = _with_maps(_plain(value), maps)  # type: ignore[assignment]
+        node.value = _with_record(_plain(value), _record(maps))  # type: ignore[assignment]
         return node.value  # type: ignore[return-value]
 
     def cost(self, value: Tensor, depends_on: Iterable[str] | str | None = None) -> None:
@@ -571,7 +590,12 @@ def _membership(rows: Sequence[Iterable[Any]], columns: Sequence[Any], like: Ten
     """``M[i, j] = 1`` where ``columns[j]`` is in ``rows[i]``, in ``like``'s dtype and device."""
     index = {column: j for j, column in enumerate(columns)}
     matrix = torch.zeros(len(rows), len(columns), dtype=like.dtype, device=like.device)
-    pairs = [(i, index[item]) for i, items in enumerate(rows) for item in items if item in index]
+    pairs = [
+        (i, j)
+        for i, items in enumerate(rows)
+        for item in items
+        if (j := index.get(item)) is not None
+    ]
     if pairs:
         matrix[tuple(torch.tensor(pairs, device=like.device).T)] = 1.0
     return matrix
@@ -691,17 +715,26 @@ def _declared_map(node: Node, value: Tensor) -> DimMap:
     """A declared dependency (``depends_on``) is element-wise along the dimensions the cost
     shares with the node's log-probabilities, aligned from the left (docstring, "Shapes")."""
     like = node.log_prob if node.log_prob is not None else node.value
-    declared = []
-    for j, size in enumerate(value.shape):
-        target = like.shape[j] if j < like.dim() else None
-        if target is not None and size not in (1, target) and target != 1:
-            raise ValueError(
-                f"a cost of shape {tuple(value.shape)} does not match the shape "
-                f"{tuple(like.shape)} of node {node.name!r} it depends on (dimensions align from "
-                "the left: dimension 0 is the joint samples or the batch); reshape or sum it first"
-            )
-        declared.append(j if target == size else None)
-    return tuple(declared)
+    declared = _left_aligned(tuple(value.shape), tuple(like.shape))
+    if declared is None:
+        raise ValueError(
+            f"a cost of shape {tuple(value.shape)} does not match the shape "
+            f"{tuple(like.shape)} of node {node.name!r} it depends on (dimensions align from "
+            "the left: dimension 0 is the joint samples or the batch); reshape or sum it first"
+        )
+    return declared
+
+
+@functools.cache
+def _left_aligned(shape: tuple[int, ...], node_shape: tuple[int, ...]) -> DimMap | None:
+    """The map of a cost of ``shape`` aligned from the left with a node of ``node_shape``
+    (sizes equal, or 1 on either side), or ``None`` where the sizes do not match."""
+    pairs = list(zip(shape, node_shape, strict=False))
+    if any(size not in (1, target) and target != 1 for size, target in pairs):
+        return None
+    return tuple(
+        j if j < len(pairs) and pairs[j][0] == pairs[j][1] else None for j in range(len(shape))
+    )
 
 
 def _baseline_values(baseline: Baseline, downstream: Tensor, mask: Tensor | None) -> Tensor:

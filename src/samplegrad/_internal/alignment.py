@@ -34,7 +34,7 @@ of a wrong one.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,10 @@ from torch import Tensor
 
 DimMap = tuple[int | None, ...]
 """Per dimension of a tensor, the node dimension it runs along element by element, or None."""
+
+Record = dict[DimMap, frozenset[Any]]
+"""What a tensor records: the nodes it was computed from, grouped by their dimension maps
+(many nodes share a few maps, so operations work on the groups)."""
 
 Link = tuple[int | None, ...]
 """Per dimension of a result, the input dimension whose elements it keeps in place, or None."""
@@ -78,30 +82,75 @@ class Call:
         return self.args[0]
 
 
-def result_maps(
-    call: Call, inputs: Sequence[tuple[Tensor, Mapping[Hashable, DimMap]]]
-) -> list[dict[Hashable, DimMap]]:
-    """The dimension maps of each of ``call.outputs``, from ``inputs``: every recorded input
-    tensor of the call with its maps by node."""
+def result_maps(call: Call, inputs: Sequence[tuple[Tensor, Record]]) -> list[Record]:
+    """The records of each of ``call.outputs``, from ``inputs``: every recorded input tensor
+    of the call with its record."""
     rule = _RULES.get(call.name) or (_pointwise if _is_pointwise(call.name) else _dense)
     try:
         links = rule(call)
+        if len(links) != len(call.outputs):
+            raise ValueError(f"{call.name}: {len(links)} links for {len(call.outputs)} results")
     except Exception:  # arguments the rule does not understand: claim nothing, which is safe
         links = _dense(call)
-    maps = []
-    for output, output_links in zip(call.outputs, links, strict=True):
-        candidates: dict[Hashable, list[DimMap]] = {}
-        for tensor, records in inputs:
-            link = output_links.get(id(tensor), (None,) * output.dim())
-            if link == UNRELATED:
-                continue
-            link = _sized(link, tensor.shape, output.shape)  # type: ignore[arg-type]
-            for node, node_map in records.items():
-                candidates.setdefault(node, []).append(
-                    tuple(None if a is None else node_map[a] for a in link)
-                )
-        maps.append({node: agreed(found) for node, found in candidates.items()})
-    return maps
+    return [
+        _output_record(output, output_links, inputs)
+        for output, output_links in zip(call.outputs, links, strict=True)
+    ]
+
+
+def _output_record(output: Tensor, links: Links, inputs: Sequence[tuple[Tensor, Record]]) -> Record:
+    """One result's record: each input's maps carried through its link, and a node found in
+    several inputs given the map they agree on."""
+    record: Record = {}
+    for tensor, groups in inputs:
+        link = links.get(id(tensor), (None,) * output.dim())
+        if link == UNRELATED:
+            continue
+        link = _sized(link, tensor.shape, output.shape)  # type: ignore[arg-type]
+        carried: Record = {}
+        for node_map, nodes in groups.items():
+            known = len(node_map) == tensor.dim()  # else reshaped in place: claim nothing
+            candidate = _once_each(
+                tuple(None if a is None or not known else node_map[a] for a in link)
+            )
+            carried[candidate] = carried.get(candidate, frozenset()) | nodes
+        record = _combined(record, carried) if record else carried
+    return record
+
+
+def _combined(first: Record, second: Record) -> Record:
+    """The record of a result of two inputs with these records: a node in both gets the map
+    both agree on (set operations on the groups, not a loop over the nodes)."""
+    in_first, in_second = frozenset().union(*first.values()), frozenset().union(*second.values())
+    record: Record = {}
+
+    def add(node_map: DimMap, nodes: frozenset[Hashable]) -> None:
+        if nodes:
+            record[node_map] = record.get(node_map, frozenset()) | nodes
+
+    for first_map, first_nodes in first.items():
+        add(first_map, first_nodes - in_second)
+        for second_map, second_nodes in second.items():
+            add(agreed([first_map, second_map]), first_nodes & second_nodes)
+    for second_map, second_nodes in second.items():
+        add(second_map, second_nodes - in_first)
+    return record
+
+
+def nodes_of(record: Record) -> frozenset[Hashable]:
+    """Every node in ``record``."""
+    return frozenset().union(*record.values())
+
+
+def by_node(record: Record) -> dict[Hashable, DimMap]:
+    """``record`` as each node's map."""
+    return {node: node_map for node_map, nodes in record.items() for node in nodes}
+
+
+def dense_record(nodes: Iterable[Hashable], ndim: int) -> Record:
+    """Every one of ``nodes`` with the map that claims nothing, for a tensor of ``ndim``."""
+    nodes = frozenset(nodes)
+    return {(None,) * ndim: nodes} if nodes else {}
 
 
 def _sized(link: Link, shape: torch.Size, output_shape: torch.Size) -> Link:
@@ -112,15 +161,32 @@ def _sized(link: Link, shape: torch.Size, output_shape: torch.Size) -> Link:
     )
 
 
-def agreed(candidates: list[DimMap]) -> DimMap:
+def agreed(candidates: Sequence[DimMap]) -> DimMap:
     """The map on which every input agrees (a dimension where two inputs differ depends on
     both, so on several node elements), a node dimension appearing once at most."""
-    agreed = tuple(
+    common = tuple(
         values[0] if all(value == values[0] for value in values) else None
         for values in zip(*candidates, strict=True)
     )
-    repeated = {d for d in agreed if d is not None and agreed.count(d) > 1}
-    return tuple(None if d in repeated else d for d in agreed)
+    return _once_each(common)
+
+
+def _once_each(node_map: DimMap) -> DimMap:
+    """``node_map`` without a node dimension kept at two places (an element there would
+    depend on two indices along it): both places map to ``None``."""
+    kept = [d for d in node_map if d is not None]
+    if len(kept) == len(set(kept)):
+        return node_map
+    return tuple(None if d is not None and kept.count(d) > 1 else d for d in node_map)
+
+
+def _links(*pairs: tuple[Tensor, Link]) -> Links:
+    """The links of one result to its inputs; an input in several roles (``x @ x``) keeps
+    only the dimensions all its roles keep in place."""
+    links: dict[int, list[Link]] = {}
+    for tensor, link in pairs:
+        links.setdefault(id(tensor), []).append(link)
+    return {key: agreed(found) for key, found in links.items()}
 
 
 # ------------------------------------------------------------------------------- names
@@ -183,6 +249,17 @@ def _right_aligned(ndim: int, output_ndim: int) -> Link:
     return tuple(j - offset if j >= offset else None for j in range(output_ndim))
 
 
+def _broadcast_shape(shapes: Sequence[torch.Size]) -> tuple[int, ...]:
+    """The shape ``shapes`` broadcast to (they are compatible: the operation ran)."""
+    ndim = max(map(len, shapes), default=0)
+    result = [1] * ndim
+    for shape in shapes:
+        for j, size in enumerate(shape, ndim - len(shape)):
+            if size != 1:
+                result[j] = size
+    return tuple(result)
+
+
 def _tensors(values: Sequence[Any]) -> list[Tensor]:
     return [value for value in values if isinstance(value, Tensor)]
 
@@ -199,8 +276,8 @@ def _pointwise(call: Call) -> list[Links]:
     """Element-wise with broadcasting, for every tensor argument; dense unless the result has
     the broadcast shape (``torch.where(condition)`` returns indices)."""
     tensors = _tensors([*call.args, *call.kwargs.values()])
-    shape = torch.broadcast_shapes(*(t.shape for t in tensors))
-    if any(output.shape != shape for output in call.outputs):
+    shape = _broadcast_shape([t.shape for t in tensors])
+    if any(tuple(output.shape) != shape for output in call.outputs):
         return _dense(call)
     return [
         {id(t): _right_aligned(t.dim(), output.dim()) for t in tensors} for output in call.outputs
@@ -378,7 +455,7 @@ def _gather(call: Call) -> list[Links]:
     source, index = call.source, call.argument(2, "index")
     (dim,) = _dims(call.argument(1, "dim"), source.dim())
     return _each_output(
-        call, {id(source): _identity(source, without=[dim]), id(index): _identity(index)}
+        call, _links((source, _identity(source, without=[dim])), (index, _identity(index)))
     )
 
 
@@ -386,7 +463,9 @@ def _index_select(call: Call) -> list[Links]:
     source, index = call.source, call.argument(2, "index")
     (dim,) = _dims(call.argument(1, "dim"), source.dim())
     index_link = tuple(0 if j == dim else None for j in range(source.dim()))
-    return _each_output(call, {id(source): _identity(source, without=[dim]), id(index): index_link})
+    return _each_output(
+        call, _links((source, _identity(source, without=[dim])), (index, index_link))
+    )
 
 
 def _matmul(call: Call) -> list[Links]:
@@ -396,16 +475,17 @@ def _matmul(call: Call) -> list[Links]:
     if call.name == "rmatmul":
         a, b = b, a
     (output,) = call.outputs
-    links: Links = {}
+    dense: Link = (None,) * output.dim()
     if a.dim() >= 2 and b.dim() >= 2:  # (..., n, k) @ (..., k, p) = (..., n, p)
         batch = output.dim() - 2
-        links[id(a)] = (*_right_aligned(a.dim() - 2, batch), a.dim() - 2, None)
-        links[id(b)] = (*_right_aligned(b.dim() - 2, batch), None, b.dim() - 1)
-    elif a.dim() >= 2:  # (..., n, k) @ (k,) = (..., n)
-        links[id(a)] = tuple(range(a.dim() - 1))
-    elif b.dim() >= 2:  # (k,) @ (..., k, p) = (..., p)
-        links[id(b)] = (*range(b.dim() - 2), b.dim() - 1)
-    return [links]
+        rows = (*_right_aligned(a.dim() - 2, batch), a.dim() - 2, None)
+        columns = (*_right_aligned(b.dim() - 2, batch), None, b.dim() - 1)
+        return [_links((a, rows), (b, columns))]
+    if a.dim() >= 2:  # (..., n, k) @ (k,) = (..., n)
+        return [_links((a, tuple(range(a.dim() - 1))), (b, dense))]
+    if b.dim() >= 2:  # (k,) @ (..., k, p) = (..., p)
+        return [_links((a, dense), (b, (*range(b.dim() - 2), b.dim() - 1)))]
+    return _dense(call)
 
 
 def _linear(call: Call) -> list[Links]:
@@ -416,7 +496,7 @@ def _linear(call: Call) -> list[Links]:
 
 def _outer(call: Call) -> list[Links]:
     a, b = call.args[0], call.args[1]
-    return [{id(a): (0, None), id(b): (None, 0)}]
+    return [_links((a, (0, None)), (b, (None, 0)))]
 
 
 def _one_hot(call: Call) -> list[Links]:
@@ -447,8 +527,8 @@ def _getitem(call: Call) -> list[Links]:
     )
     if not known or (tensors and tensors != list(range(tensors[0], tensors[-1] + 1))):
         return _dense(call)
-    block = torch.broadcast_shapes(*(items[k].shape for k in tensors)) if tensors else ()
-    links: Links = {}
+    block = _broadcast_shape([items[k].shape for k in tensors])
+    pairs: list[tuple[Tensor, Link]] = []
     source_link: list[int | None] = []
     consumed = 0  # dimensions of the source indexed so far
     for k, item in enumerate(items):
@@ -459,16 +539,14 @@ def _getitem(call: Call) -> list[Links]:
         elif tensors and k == tensors[0]:
             for tensor in (items[t] for t in tensors):
                 before = (None,) * len(source_link)
-                links[id(tensor)] = (*before, *_right_aligned(tensor.dim(), len(block)))
+                pairs.append((tensor, (*before, *_right_aligned(tensor.dim(), len(block)))))
             source_link.extend([None] * len(block))
         consumed += item is not None
     source_link.extend(range(consumed, source.dim()))
     if len(source_link) != output.dim():
         return _dense(call)
-    for key, link in list(links.items()):
-        links[key] = (*link, *(None,) * (output.dim() - len(link)))  # type: ignore[misc]
-    links[id(source)] = tuple(source_link)
-    return [links]
+    padded = [(tensor, (*link, *(None,) * (output.dim() - len(link)))) for tensor, link in pairs]
+    return [_links(*padded, (source, tuple(source_link)))]
 
 
 _RULE_TABLE: list[tuple[str, Callable[[Call], list[Links]]]] = [

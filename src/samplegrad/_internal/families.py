@@ -2,11 +2,16 @@
 
 Estimators for discrete variables act on the *base* distribution of an ``Independent``
 wrapper: ``Independent(Bernoulli(logits), 1)`` draws the same numbers as ``Bernoulli(logits)``
-and only sums the log-probabilities over the reinterpreted dimensions.
+and only sums the log-probabilities over the reinterpreted dimensions. Masked categorical
+classes (``-inf`` logits) get a finite stand-in where estimators take differences of logits
+(:func:`finite_masked_logits`).
 """
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import Tensor
 from torch.distributions import (
     Bernoulli,
@@ -41,3 +46,18 @@ def log_prob(dist: Distribution, value: Tensor) -> Tensor:
     if isinstance(dist, Independent):
         return sum_rightmost(log_prob(dist.base_dist, value), dist.reinterpreted_batch_ndims)
     return dist.log_prob(value)
+
+
+def finite_masked_logits(logits: Tensor) -> Tensor:
+    """Categorical ``logits`` (last dimension) with each ``-inf``, a masked class, replaced by
+    a finite stand-in that behaves the same: its probability is 0 in the dtype, no Gumbel
+    perturbation lifts it to the argmax, and it carries no gradient. The relaxations and their
+    derivatives (``z / temperature``, ``d/d temperature``) then stay finite where ``-inf``
+    would give ``-inf * 0 = NaN``. The stand-in lies ``gap`` below the row's smallest finite
+    logit, with ``exp(-gap)`` below the dtype's smallest normal number squared and ``gap``
+    above the 21 that separates the largest from the smallest float32 Gumbel noise."""
+    masked = logits == -math.inf
+    finfo = torch.finfo(logits.dtype)
+    gap = max(-2.0 * math.log(finfo.tiny), 64.0)
+    lowest = logits.detach().masked_fill(masked, finfo.max).amin(-1, keepdim=True)
+    return torch.where(masked, lowest - gap, logits)

@@ -33,9 +33,8 @@ def independent_elements() -> Iterator[None]:
 
 
 def check_estimator(estimator: Estimator) -> None:
-    """Raise ``ValueError`` if ``estimator`` pools across the batch where that is not allowed.
-    Nothing to check while ``torch.compile`` traces (which cannot read a context variable):
-    ``measure_batched`` is never compiled."""
+    """Raise ``ValueError`` if ``estimator`` pools across the batch where that is not allowed
+    (never while ``torch.compile`` traces: measuring is eager)."""
     if torch.compiler.is_compiling():
         return
     if _REQUIRED.get() and estimator.pools_across_batch:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from samplegrad.cli._shared import add_threads_option, at_least, writing
+from samplegrad.estimators import catalog
 from samplegrad.lab.compare.runner import (
     PROBLEMS,
     CompareError,
@@ -21,6 +23,7 @@ from samplegrad.lab.compare.runner import (
     write_csv,
     write_json,
 )
+from samplegrad.lab.training.config import check_output_folder
 
 DESCRIPTION = (
     "Measure gradient estimators on a problem with a known gradient: per estimator and "
@@ -173,9 +176,11 @@ def _problem(args: argparse.Namespace) -> tuple[Problem, tuple[str, list[float]]
 
 
 def run(args: argparse.Namespace) -> int:
-    """Measure, print the table, write the files."""
+    """Measure, print the table, write the files (the output folder is checked first)."""
+    check_output_folder(args.out, "--out")
     problem, sweep = _problem(args)
-    result = compare(problem, args.estimators, args.num_samples, args.repeats, args.seed, sweep)
+    names = args.estimators or _default_names(problem, args.num_samples)
+    result = compare(problem, names, args.num_samples, args.repeats, args.seed, sweep)
     print(format_table(result))
     with writing(args.out):
         paths = [write_json(result, args.out), write_csv(result, args.out)]
@@ -186,6 +191,25 @@ def run(args: argparse.Namespace) -> int:
             paths += plot_result(result, Path(args.out))
     print("wrote " + ", ".join(map(str, paths)))
     return 0
+
+
+def _default_names(problem: Problem, counts: Sequence[int]) -> list[str]:
+    """The problem's default estimators that take every one of ``counts`` samples; a note on
+    stderr for each left out (``--num-samples 1`` and the leave-one-out baseline). A name the
+    user gives is measured or refused, never left out."""
+    names = []
+    for name in problem.default_estimators:
+        refusals = [reason for k in counts if (reason := catalog.entry(name).accepts(k))]
+        if refusals:
+            print(f"note: skipped {name}: {refusals[0]}", file=sys.stderr)
+        else:
+            names.append(name)
+    if not names:
+        raise CompareError(
+            f"no default estimator of {problem.name} takes --num-samples "
+            f"{','.join(map(str, counts))}; give more samples or name estimators with --estimators"
+        )
+    return names
 
 
 def attach_negative_values(argv: Sequence[str]) -> list[str]:

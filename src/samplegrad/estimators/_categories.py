@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, OneHotCategorical
 from torch.nn import functional as F
 
-from samplegrad._internal.families import base_distribution
+from samplegrad._internal.families import base_distribution, finite_masked_logits
 from samplegrad._internal.sampling import Generator, categorical_indices
 
 
@@ -109,13 +109,9 @@ def categories(dist: Distribution) -> Categories:
         log_probs = torch.stack([F.logsigmoid(-logits), F.logsigmoid(logits)], -1)
         family = "bernoulli"
     else:
-        log_probs = base.logits  # torch.distributions normalises them: log_softmax
+        # torch.distributions normalises them (log_softmax); masked classes (-inf) become
+        # finite numbers of probability 0, so differences of log-probabilities stay finite
+        log_probs = finite_masked_logits(base.logits)
         family = "one-hot" if isinstance(base, OneHotCategorical) else "categorical"
     log_probs = log_probs.reshape(*shape, log_probs.shape[-1])
     return Categories(log_probs, dist.batch_shape, product_shape, family)
-
-
-def unmasked(values: Tensor, log_probs: Tensor) -> Tensor:
-    """``values`` with 0 at the classes of probability zero (``log_probs = -inf``: masked
-    choices), where a difference of two infinities would be NaN."""
-    return torch.where(torch.isneginf(log_probs.detach()), torch.zeros_like(values), values)

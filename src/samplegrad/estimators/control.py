@@ -78,7 +78,7 @@ from torch.nn import functional as F
 
 from samplegrad._internal import validation as _validation
 from samplegrad._internal.autograd import gradient as gradient_of
-from samplegrad._internal.families import base_distribution
+from samplegrad._internal.families import base_distribution, finite_masked_logits
 from samplegrad._internal.sampling import open_uniform
 from samplegrad._internal.shapes import sum_after
 from samplegrad.estimators.base import Cost, DiscreteChoiceEstimator
@@ -146,7 +146,7 @@ class RelaxedControlVariate(DiscreteChoiceEstimator):
         binary = isinstance(base_distribution(dist), Bernoulli)
         logits = base_distribution(dist).logits  # (*B, *E) or (*B, *E, K)
         if not binary:
-            logits = finite_stand_ins(logits)
+            logits = finite_masked_logits(logits)
         noise_shape = torch.Size((num_samples, *logits.shape))
         u = open_uniform(noise_shape, logits, generator)
         v = open_uniform(noise_shape, logits, generator)
@@ -187,21 +187,6 @@ class RelaxedControlVariate(DiscreteChoiceEstimator):
             spread = (pull - pull.detach()) / max(surrogate.numel(), 1)
             surrogate = surrogate + spread.to(surrogate.dtype)
         return surrogate
-
-
-def finite_stand_ins(logits: Tensor) -> Tensor:
-    """Categorical ``logits`` (last dimension) with each ``-inf``, a masked class, replaced by
-    a finite stand-in that behaves the same: its probability is 0 in the dtype, no Gumbel
-    perturbation lifts it to the argmax, and it carries no gradient. The relaxations and their
-    derivatives (``z / temperature``, ``d/d temperature``) then stay finite where ``-inf``
-    would give ``-inf * 0 = NaN``. The stand-in lies ``gap`` below the row's smallest finite
-    logit, with ``exp(-gap)`` below the dtype's smallest normal number squared and ``gap``
-    above the 21 that separates the largest from the smallest float32 Gumbel noise."""
-    masked = logits == -math.inf
-    finfo = torch.finfo(logits.dtype)
-    gap = max(-2.0 * math.log(finfo.tiny), 64.0)
-    lowest = logits.detach().masked_fill(masked, finfo.max).amin(-1, keepdim=True)
-    return torch.where(masked, lowest - gap, logits)
 
 
 @register

@@ -35,7 +35,7 @@ from torch.distributions import Distribution
 from torch.nn import functional as F
 
 from samplegrad._internal.sampling import open_uniform
-from samplegrad.estimators._categories import categories, unmasked
+from samplegrad.estimators._categories import categories
 from samplegrad.estimators.base import Cost, DiscreteChoiceEstimator
 from samplegrad.estimators.catalog import register
 from samplegrad.estimators.relaxed import Tempered
@@ -87,7 +87,7 @@ class GumbelRao(DiscreteChoiceEstimator, Tempered):
         indices = view.sample_indices(num_samples, generator)
         one_hot = F.one_hot(indices, view.num_classes).to(log_probs.dtype)
         perturbed = conditional_perturbations(log_probs, one_hot, self.num_draws, generator)
-        noise = unmasked(perturbed - log_probs.detach(), log_probs)  # G_m, held fixed
+        noise = perturbed - log_probs.detach()  # G_m, held fixed
         relaxed = torch.softmax((log_probs + noise) / self.checked_temperature(), -1).mean(0)
         soft = one_hot + (relaxed - relaxed.detach())
         return cost(view.stand_in(soft)).mean(0)

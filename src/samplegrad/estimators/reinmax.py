@@ -38,7 +38,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 from torch.nn import functional as F
 
-from samplegrad.estimators._categories import categories, unmasked
+from samplegrad.estimators._categories import categories
 from samplegrad.estimators.base import Cost, DiscreteChoiceEstimator
 from samplegrad.estimators.catalog import register
 
@@ -48,8 +48,7 @@ def reinmax_stand_in(log_probs: Tensor, one_hot: Tensor, temperature: float) -> 
     class log-probabilities ``log_probs`` (``(..., K)``); see the module docstring."""
     fixed = log_probs.detach()
     pi_1 = 0.5 * (torch.softmax(fixed / temperature, -1) + one_hot)
-    attached = unmasked(log_probs - fixed, log_probs)  # value 0, gradient 1
-    second = torch.softmax(attached + pi_1.log(), -1)  # value pi_1, Jacobian J(pi_1)
+    second = torch.softmax(log_probs - fixed + pi_1.log(), -1)  # value pi_1, Jacobian J(pi_1)
     first = log_probs.exp()  # value pi, Jacobian J(pi)
     return one_hot + 2.0 * (second - second.detach()) - 0.5 * (first - first.detach())
 

@@ -169,12 +169,6 @@ class UnorderedSet(DiscreteChoiceEstimator):
         self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
     ) -> Tensor:
         view = categories(dist)
-        if bool(torch.isneginf(view.log_probs).any()):
-            raise ValueError(
-                f"estimator {self.name!r} cannot take masked (-inf) logits: a set of "
-                f"{num_samples} points drawn without replacement would hold a point of "
-                "probability zero; use 'indecater' or 'score-loo', which take them"
-            )
         points, size = gumbel_top_k(view, num_samples, generator)  # (m, *B, D)
         log_probs = view.gather(points)  # (m, *B), differentiable
         costs = cost(view.samples(points))

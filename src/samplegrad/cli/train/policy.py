@@ -2,10 +2,11 @@
 mnist-bandit: guess each image's digit, reward 1 if right (no extra package); one random step,
 one sg.expectation. cartpole: CartPole-v1 from Gymnasium (pip install 'samplegrad[rl]'), each
 action a node of an sg.Graph, so causality gives the reward-to-go. Writes
-into DIR: metrics.csv (one row per step: step, env_steps, train_return, eval_return every
---eval-every steps, seconds), checkpoint.pt (at every evaluation, and on Ctrl-C or SIGTERM),
-metrics.json (env, steps, env_steps, eval_return: the greedy policy's mean reward on the test
-images or mean return over --eval-episodes episodes, eval_episodes, the settings) and PNG plots.
+into DIR: metrics.csv (one row per step: step, env_steps, train_return, valid_return, the
+validation score, every --eval-every steps, seconds), checkpoint.pt (at every evaluation, and on
+Ctrl-C or SIGTERM), metrics.json (env, steps, env_steps, test_return: the greedy policy's mean
+reward on the test images or mean return over --eval-episodes episodes, eval_episodes, the
+settings) and PNG plots.
 The same --seed gives the same run on the CPU, also when it is interrupted and resumed with
 --resume.
 """
@@ -24,7 +25,7 @@ def report(summary: dict[str, Any], args: argparse.Namespace) -> None:
     what = "mean reward (greedy) on" if bandit else "mean greedy return over"
     noun = "test images" if bandit else "episodes"
     print(
-        f"{what} {summary['eval_episodes']} {noun}: {summary['eval_return']:.4g} after "
+        f"{what} {summary['eval_episodes']} {noun}: {summary['test_return']:.4g} after "
         f"{summary['steps']} steps ({summary['env_steps']} environment steps); "
         f"wrote {args.out}/metrics.json"
     )

@@ -19,24 +19,31 @@ from samplegrad.cli.train import TrainCommand
 from samplegrad.lab.models import applicable_estimators
 from samplegrad.lab.training import distributed
 from samplegrad.lab.training.seeds import replicable
-from samplegrad.lab.training.vae import ARCHS, TrainConfig, fit
+from samplegrad.lab.training.vae import ARCHS, TrainConfig, fewest_samples, fit
 
 
 def _options() -> dict[str, dict[str, Any]]:
-    """``--estimator``'s names per latent and ``--seeds``' refused ones, from the catalog
-    (through :func:`~samplegrad.lab.models.applicable_estimators`)."""
-    per_latent, stateful = [], []
+    """``--estimator``'s names per latent, ``--num-samples``' defaults and ``--seeds``' refused
+    names, from the catalog (through :func:`~samplegrad.lab.models.applicable_estimators`)."""
+    per_latent, stateful, more = [], [], {}
     with torch.random.fork_rng(devices=[]):  # the models are built only to be asked
         for latent, archs in ARCHS.items():
             names = applicable_estimators(next(iter(archs.values()))())
             if names:
                 per_latent.append(f"{latent}: {', '.join(names)}")
             stateful += [name for name in names if name != "auto" and not replicable(name)]
+            more |= {name: fewest_samples("elbo", name) for name in names}
+    more["vimco"] = fewest_samples("iwae", "vimco")
     fields = TrainConfig.__dataclass_fields__
     estimator, seeds = fields["estimator"].metadata["help"], fields["seeds"].metadata["help"]
     refused = ", ".join(dict.fromkeys(stateful))
+    by_count: dict[int, list[str]] = {}
+    for name, count in more.items():
+        by_count.setdefault(count, []).append(name)
+    fewest = "; ".join(f"{n} for {', '.join(names)}" for n, names in by_count.items() if n > 1)
     return {
         "estimator": {"help": f"{estimator}. By latent: {'; '.join(per_latent)}"},
+        "num_samples": {"help": f"{fields['num_samples'].metadata['help']}: 1, or {fewest}"},
         "seeds": {"help": f"{seeds}: {refused}"},
     }
 

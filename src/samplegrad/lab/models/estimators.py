@@ -94,8 +94,9 @@ def make_estimator(
             for an estimator with required options (``"relax"``), of what builds them.
 
     Raises:
-        ValueError: an unknown name; TypeError: a name that does not apply to ``model`` (or
-            options its constructor rejects). Both messages list the applicable names.
+        ValueError: an unknown name; TypeError: a name that does not apply to ``model`` (a
+            catalog name for other families too, such as ``"pathwise"``, or options its
+            constructor rejects). Both messages list the applicable names.
     """
     applicable = applicable_estimators(model)
     if not applicable:
@@ -105,13 +106,14 @@ def make_estimator(
             "CategoricalVAE"
         )
     listed = ", ".join(map(repr, applicable))
-    if name not in ESTIMATOR_NAMES:
+    if name not in ESTIMATOR_NAMES and name not in catalog.CATALOG:
         raise ValueError(f"unknown estimator {name!r}; for {type(model).__name__}: {listed}")
     if name not in applicable:
+        too_many = name in ESTIMATOR_NAMES  # it handles the family: the support is too large
+        detail = f", {model.support_size} configurations" if too_many else ""
         raise TypeError(
             f"estimator {name!r} does not apply to {type(model).__name__} "
-            f"({model.latent_family} latents, {model.support_size} configurations); "
-            f"estimators that do: {listed}"
+            f"({model.latent_family} latents{detail}); estimators that do: {listed}"
         )
     if name == catalog.AUTO:
         name = catalog.auto(model.prior(), num_samples)

@@ -28,7 +28,7 @@ def plot_training_curve(history: Sequence[dict[str, Any]], ylabel: str, path: Pa
     width = max(1, len(y) // 20)
     smooth = np.convolve(y, np.ones(width) / width, mode="valid")
     axes.plot(x[width - 1 :], smooth, color="C0", label=f"training (mean of {width} steps)")
-    valid = [(row["env_steps"], row["eval_return"]) for row in history]
+    valid = [(row["env_steps"], row["valid_return"]) for row in history]
     valid = [(a, b) for a, b in valid if b is not None]
     if valid:
         axes.plot(*zip(*valid, strict=True), marker="o", color="C1", label="validation (greedy)")

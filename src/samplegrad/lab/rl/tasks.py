@@ -49,7 +49,7 @@ class Task(Protocol):
         """The score of the current policy on held-out data, during training."""
 
     def evaluate(self) -> dict[str, Any]:
-        """The final evaluation: ``eval_return``, ``eval_episodes`` and task-specific keys."""
+        """The final evaluation: ``test_return``, ``eval_episodes`` and task-specific keys."""
 
     def plot(self, evaluation: dict[str, Any], out: Path) -> list[Path]:
         """The task's own figures beside the training curve, from :meth:`evaluate`'s result."""
@@ -84,8 +84,15 @@ class BanditTask:
         self._surrogate = torch.compile(bandit_surrogate) if config.compile else bandit_surrogate
 
     def load_data(self) -> None:
-        """The training images (contexts), the held-out ones and the test images: grey levels."""
+        """The training images (contexts), the held-out ones and the test images: grey levels;
+        ``ValueError`` if the test set has fewer images than ``eval_episodes`` asks for."""
         self.train, self.valid, self.test = load_splits(self.config, "none")
+        if (self.config.eval_episodes or 0) > len(self.test):
+            raise ValueError(
+                f"eval_episodes must be <= {len(self.test)}, the test images of "
+                f"{self.config.data_dir or 'the MNIST folder'} (one episode each), got "
+                f"{self.config.eval_episodes}"
+            )
 
     def surrogate(self, step: int) -> tuple[Tensor, float | Tensor, int]:
         config = self.config
@@ -112,7 +119,7 @@ class BanditTask:
         result = bandit.evaluate_bandit(self.policy, self.test, limit=self.config.eval_episodes)
         accuracy = result.confusion.diag() / result.confusion.sum(1).clamp(min=1)
         return {
-            "eval_return": result.greedy_reward,
+            "test_return": result.greedy_reward,
             "eval_episodes": result.images,
             "eval_policy": "greedy",
             "eval_expected_reward": result.expected_reward,
@@ -174,15 +181,15 @@ class CartPoleTask:
     def evaluate(self) -> dict[str, Any]:
         returns = self._greedy(TEST_SEED)
         return {
-            "eval_return": float(returns.mean()),
+            "test_return": float(returns.mean()),
             "eval_episodes": len(returns),
             "eval_policy": "greedy",
-            "eval_returns": returns.tolist(),
+            "test_returns": returns.tolist(),
             "eval_seeds": f"{TEST_SEED}..{TEST_SEED + len(returns) - 1}",
         }
 
     def plot(self, evaluation: dict[str, Any], out: Path) -> list[Path]:
         from samplegrad.lab.plots import rl as plots
 
-        returns = np.array(evaluation["eval_returns"])
+        returns = np.array(evaluation["test_returns"])
         return [plots.plot_eval_returns(returns, out / "eval_returns.png")]

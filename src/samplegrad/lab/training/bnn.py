@@ -194,6 +194,7 @@ class BNNTrainer(Trainer):
     """A Bayesian classifier on MNIST (module docstring): a row of ``metrics.csv`` per epoch;
     accuracy, NLL, calibration and predictive entropies in ``metrics.json``."""
 
+    command = "bnn"
     checkpoint_format = 1
     progress_label = "loss"
 

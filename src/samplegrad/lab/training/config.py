@@ -22,6 +22,7 @@ import torch
 
 __all__ = [
     "HELD_OUT_SIZES",
+    "MNIST_TEST_IMAGES",
     "MNIST_TRAINING_IMAGES",
     "EpochConfig",
     "RunConfig",
@@ -30,6 +31,7 @@ __all__ = [
     "check_field",
     "check_fields",
     "check_int",
+    "check_output_folder",
     "epochs_option",
     "option",
 ]
@@ -39,6 +41,10 @@ MNIST_TRAINING_IMAGES = 60_000
 """The training images of the MNIST files, of which ``validation_size`` are held out: the bound
 a config checks before any data is read (a smaller folder, such as the tests' fake MNIST, is
 checked when it is loaded)."""
+
+
+MNIST_TEST_IMAGES = 10_000
+"""The test images of the MNIST files: the most a test set can have."""
 
 
 HELD_OUT_SIZES: dict[str, Any] = {"minimum": 0, "maximum": MNIST_TRAINING_IMAGES - 1}
@@ -133,6 +139,23 @@ def check_field(config: Any, name: str) -> None:
         _check_number(name, value, rule.get("positive", False))
 
 
+def check_output_folder(path: str, name: str) -> None:
+    """:class:`TrainError` naming the option ``name`` unless ``path`` is a folder for a
+    command's files or can be made one: not a file, below a folder this process may write."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise TrainError(
+            f"{name} {path!r} is a file, not a folder: give a folder for the files (it is "
+            "created if missing)"
+        )
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise TrainError(f"{name} {path!r} cannot be made: {existing!r} is a file")
+    if not os.access(existing, os.W_OK):
+        raise TrainError(f"{name} {path!r}: the folder {existing!r} is not writable")
+
+
 def check_device(device: str) -> torch.device:
     """``device`` parsed; :class:`TrainError` for a malformed one or CUDA without CUDA."""
     try:
@@ -192,6 +215,7 @@ class RunConfig:
         check_fields(self)
         self.device = str(check_device(self.device))
         self.out = os.fspath(self.out)
+        check_output_folder(self.out, "out")
         self.data_dir = None if self.data_dir is None else os.fspath(self.data_dir)
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,26 @@ def write_csv(path: Path, columns: Iterable[str], rows: list[dict[str, Any]]) ->
         for row in rows:
             writer.writerow({key: "" if row[key] is None else row[key] for key in columns})
 
-    write_atomic(path, write)
+    _write(path, write)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    write_atomic(path, lambda file: file.write(json.dumps(data, indent=2) + "\n"))
+    _write(path, lambda file: file.write(json.dumps(data, indent=2) + "\n"))
+
+
+def _write(path: Path, write: Callable[[io.IOBase], Any], binary: bool = False) -> None:
+    """:func:`~samplegrad.lab.files.write_atomic`, with a full disk a :class:`TrainError` that
+    says the file on disk is still the previous one (the atomic write left it alone)."""
+    try:
+        write_atomic(path, write, binary=binary)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise TrainError(
+            f"no space left on the device of {path.parent} ({error.strerror}) while writing "
+            f"{path.name}; the previous {path.name} is intact: free some space and continue "
+            "with --resume"
+        ) from None
 
 
 def save_checkpoint(config: RunConfig, checkpoint_format: int, saved: dict[str, Any]) -> Path:
@@ -52,7 +68,7 @@ def save_checkpoint(config: RunConfig, checkpoint_format: int, saved: dict[str, 
         **saved,
         "torch": str(torch.__version__),
     }
-    write_atomic(path, lambda file: torch.save(payload, file), binary=True)
+    _write(path, lambda file: torch.save(payload, file), binary=True)
     return path
 
 
@@ -62,9 +78,29 @@ def read_checkpoint(path: Path, prefix: str, remedy: str) -> dict[str, Any]:
     if not path.is_file():
         raise TrainError(f"{prefix}no checkpoint at {path}; {remedy}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a damaged file
-        raise TrainError(f"{prefix}{path} is not a readable checkpoint ({error})") from None
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # torch raises many types for a damaged or foreign file
+        payload = None  # (its message advises a load that could run code from the file)
+    if not isinstance(payload, dict):
+        raise TrainError(
+            f"{prefix}{path} is not a samplegrad checkpoint: it is damaged, or another program "
+            f"wrote it; {remedy}"
+        )
+    return payload
+
+
+def trainer_of(payload: dict[str, Any]) -> str | None:
+    """The command (``"vae"``, ``"bnn"``, ``"policy"``) whose run wrote a checkpoint: saved in
+    it since checkpoints name it, else told by a field only that command's config has."""
+    if "trainer" in payload:
+        return payload["trainer"]
+    config = payload.get("config", {})
+    return next((name for name, field in _OWN_FIELDS.items() if field in config), None)
+
+
+_OWN_FIELDS = {"vae": "latent", "bnn": "layer", "policy": "env"}
+"""A config field each command's runs alone have, for checkpoints older than the ``trainer``
+key."""
 
 
 def refuse_to_overwrite(config: RunConfig) -> None:

@@ -12,8 +12,11 @@ the rest, the same for all of them:
    and the estimator, which refuses a ``num_samples`` it cannot take; a fresh run refuses to
    overwrite a checkpoint, and a resumed one reads its checkpoint and checks the format number
    and the config (:func:`~samplegrad.lab.training.files.read_for_resume`). Only then is the
-   data read; a size the data cannot give (``validation_size`` of a small folder) is a
-   :class:`~samplegrad.lab.training.config.TrainError` too.
+   output folder made and locked for the run (:mod:`~samplegrad.lab.training.lock`: a second
+   run into it stops with a message naming the first) and the data read; a size the data
+   cannot give (``validation_size`` of a small folder) is a
+   :class:`~samplegrad.lab.training.config.TrainError` too. A resumed run that has nothing
+   left to train says so and evaluates its checkpoint again.
 2. **Steps.** Step ``k`` of a period of ``P`` steps is the ``k % P``-th input of
    :meth:`Trainer.batches`: a resumed run skips (and so draws again) the inputs already trained
    on, and ends where an uninterrupted run does. The progress bar shows the step's number every
@@ -34,6 +37,7 @@ the rest, the same for all of them:
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import math
 import sys
@@ -58,6 +62,7 @@ from samplegrad.lab.training.files import (
     write_csv,
     write_json,
 )
+from samplegrad.lab.training.lock import exclusive_folder
 from samplegrad.lab.training.signals import Stop, interrupted, stop_on_signals
 
 POSTFIX_EVERY = 50
@@ -77,6 +82,9 @@ class Trainer(abc.ABC):
     besides the modules); :meth:`load_data` sets :attr:`period` and :attr:`total_steps`.
     """
 
+    command: ClassVar[str]
+    """The command that runs it, ``samplegrad train <command>``: saved in its checkpoints, so
+    a checkpoint given to another command is named for what it is."""
     checkpoint_format: ClassVar[int]
     """Written into every checkpoint and checked on every resume: raise it when what
     :meth:`saved` or the state hold changes meaning."""
@@ -167,24 +175,34 @@ def train(trainer: Trainer, on_step: OnStep | None = None) -> dict[str, Any]:
             f"{type(trainer).__name__} trains in one process; run it without torchrun "
             "(torchrun is for `samplegrad train vae`)"
         )
+    out = Path(config.out)
     with distributed.process_group(torch.device(config.device)):
         trainer.build()
-        refuse_to_overwrite(config)
-        payload = read_for_resume(config, trainer.checkpoint_format) if config.resume else None
-        _load_data(trainer)
-        out = Path(config.out)
-        out.mkdir(parents=True, exist_ok=True)
-        if payload is not None:
-            _restore(trainer, payload)
-        with stop_on_signals() as stop:
-            _run(trainer, stop, on_step)
-        if stop.signum is not None:
-            return interrupted(stop.signum, trainer.state.step, out / CHECKPOINT)
-        summary = None
-        if distributed.is_main():
-            summary = trainer.summarise()
-            write_json(out / "metrics.json", summary)
-            trainer.plot(summary)
+        # The output folder is made and locked by the process that writes once the request
+        # has passed its checks: a second run into the same folder stops here, naming the
+        # first, and a folder made for a run that fails before writing is removed again.
+        with exclusive_folder(out) if distributed.is_main() else contextlib.nullcontext():
+            refuse_to_overwrite(config)
+            payload = read_for_resume(config, trainer.checkpoint_format) if config.resume else None
+            _load_data(trainer)
+            if payload is not None:
+                _restore(trainer, payload)
+                if trainer.finished() and distributed.is_main():
+                    print(
+                        f"note: the checkpoint in {out} is at step {trainer.state.step} and "
+                        f"this run ends at step {trainer.total_steps}: nothing left to train; "
+                        "evaluating the checkpoint again",
+                        file=sys.stderr,
+                    )
+            with stop_on_signals() as stop:
+                _run(trainer, stop, on_step)
+            if stop.signum is not None:
+                return interrupted(stop.signum, trainer.state.step, out / CHECKPOINT)
+            summary = None
+            if distributed.is_main():
+                summary = trainer.summarise()
+                write_json(out / "metrics.json", summary)
+                trainer.plot(summary)
         return distributed.broadcast(summary)
 
 
@@ -214,6 +232,7 @@ def _restore(trainer: Trainer, payload: dict[str, Any]) -> None:
 
 def _save(trainer: Trainer) -> None:
     saved = {
+        "trainer": trainer.command,
         **trainer.saved(),
         "optimizer": trainer.optimizer.state_dict(),
         "state": dataclasses.asdict(trainer.state),

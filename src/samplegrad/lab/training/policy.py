@@ -3,7 +3,7 @@
 
 >>> from samplegrad.lab.training.policy import PolicyConfig, fit_policy
 >>> metrics = fit_policy(PolicyConfig(env="mnist-bandit", out="runs/bandit"))  # doctest: +SKIP
->>> metrics["eval_return"]  # doctest: +SKIP
+>>> metrics["test_return"]  # doctest: +SKIP
 
 The ``samplegrad train policy`` command is a thin layer over :func:`fit_policy`. The gradient is
 REINFORCE with reward-to-go built on :class:`samplegrad.Graph` (see
@@ -17,10 +17,11 @@ return of greedy episodes from fixed seeds (Gymnasium, the ``rl`` extra).
 
 **What a run writes into** ``config.out``:
 
-- ``metrics.csv``: one row per optimiser step (``step, env_steps, train_return, eval_return,
+- ``metrics.csv``: one row per optimiser step (``step, env_steps, train_return, valid_return,
   seconds``): the mean reward (bandit) or return (CartPole) of the step's samples, and every
-  ``eval_every`` steps the validation score (greedy; the bandit's held-out training images,
-  CartPole's validation seeds), else empty; ``seconds`` is the training time so far.
+  ``eval_every`` steps the validation score ``valid_return`` (greedy; the bandit's held-out
+  training images, CartPole's validation seeds), else empty; ``seconds`` is the training time
+  so far.
 - ``checkpoint.pt``: at every validation, at the end and on SIGINT/SIGTERM (which finish the
   current step and stop); ``config.resume`` continues from it.
 - ``metrics.json``: the :data:`SUMMARY_KEYS` and the task's own (the bandit's per-digit
@@ -29,8 +30,8 @@ return of greedy episodes from fixed seeds (Gymnasium, the ``rl`` extra).
 
 **Length.** Training runs for ``steps`` optimiser steps, or less: it stops once
 ``env_steps`` environment steps (bandit: guesses) have been taken, or a validation score
-reaches ``target_return``. The final evaluation (``eval_return``) uses data no validation
-saw: the 10 000 test images, or CartPole episodes from other fixed seeds.
+reaches ``target_return``. The final evaluation (``test_return`` in ``metrics.json``) uses data
+no validation saw: the 10 000 test images, or CartPole episodes from other fixed seeds.
 
 **Reproducibility.** Step ``k`` draws its images or episode seeds and its actions from
 generators seeded by ``(seed, stream, k)`` (:mod:`samplegrad.lab.rl.tasks`), so on the CPU the same
@@ -51,6 +52,7 @@ from samplegrad.lab.rl.reinforce import BaselineKind
 from samplegrad.lab.rl.tasks import BanditTask, CartPoleTask, Task
 from samplegrad.lab.training.config import (
     HELD_OUT_SIZES,
+    MNIST_TEST_IMAGES,
     MNIST_TRAINING_IMAGES,
     RunConfig,
     TrainError,
@@ -82,7 +84,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "batch_size": 64,
         "hidden": 128,
         "lr": 1e-3,
-        "eval_episodes": 10_000,
+        "eval_episodes": None,  # every test image
         "eval_every": 100,
     },
     "cartpole": {
@@ -98,13 +100,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 """Per environment, the settings a ``None`` in :class:`PolicyConfig` stands for."""
 
 SUMMARY_KEYS = (
-    *("env", "steps", "env_steps", "eval_return", "eval_episodes", "eval_policy"),
+    *("env", "steps", "env_steps", "test_return", "eval_episodes", "eval_policy"),
     *("train_return", "seconds", "baseline", "num_samples", "batch_size", "hidden", "lr"),
     *("seed", "device", "torch"),
 )
 """The keys of ``metrics.json`` that every task writes (each adds its own)."""
 
-CSV_COLUMNS = ("step", "env_steps", "train_return", "eval_return", "seconds")
+CSV_COLUMNS = ("step", "env_steps", "train_return", "valid_return", "seconds")
 
 
 def _per_env(name: str) -> str:
@@ -126,7 +128,8 @@ _HELP = {
     "lr": f"Adam learning rate ({_per_env('lr')})",
     "validation_size": "mnist-bandit: training images held out for validation",
     "eval_episodes": "greedy evaluation episodes (cartpole, fixed seeds) or test images "
-    f"(mnist-bandit, each a one-step episode) ({_per_env('eval_episodes')})",
+    "(mnist-bandit, each a one-step episode) (default: every test image for mnist-bandit, "
+    f"{DEFAULTS['cartpole']['eval_episodes']} for cartpole)",
     "eval_every": f"steps between validations and checkpoints ({_per_env('eval_every')})",
     "target_return": "stop once a validation score reaches R (e.g. 475 for cartpole)",
     "compile": "torch.compile the step: for mnist-bandit the whole surrogate and the Adam step; "
@@ -155,7 +158,7 @@ class PolicyConfig(RunConfig):
         baseline: ``"loo"``, ``"learned"`` or ``"none"``.
         validation_size: training images held out for validation (bandit).
         eval_episodes: evaluation episodes: greedy CartPole episodes, or test images (each
-            a one-step episode; at most 10 000) for the bandit.
+            a one-step episode; at most 10 000; ``None``: all of them) for the bandit.
         eval_every: optimiser steps between validations (and checkpoints).
         target_return: stop once a validation score reaches this.
         compile: ``torch.compile`` the step: for the bandit the whole surrogate and the Adam
@@ -195,6 +198,11 @@ class PolicyConfig(RunConfig):
         super().__post_init__()
         if self.env == "mnist-bandit":
             check_int("validation_size", self.validation_size, 1, MNIST_TRAINING_IMAGES - 1)
+            if (self.eval_episodes or 0) > MNIST_TEST_IMAGES:  # a test image is an episode
+                raise TrainError(
+                    f"eval_episodes must be <= {MNIST_TEST_IMAGES} for mnist-bandit, one "
+                    f"episode per test image, got {self.eval_episodes}"
+                )
         if self.baseline == BaselineKind.LOO and self.num_samples < 2:
             raise TrainError(
                 f"baseline 'loo' averages over the other samples, so num_samples must be >= 2, "
@@ -226,7 +234,8 @@ class PolicyTrainer(Trainer):
     a validation every ``eval_every`` steps (a period), the final evaluation in
     ``metrics.json``."""
 
-    checkpoint_format = 1
+    command = "policy"
+    checkpoint_format = 2  # 2: validation scores as valid_return
     progress_label = "train_return"
     rows_per_step = True
 
@@ -262,7 +271,7 @@ class PolicyTrainer(Trainer):
             return True
         if config.target_return is None:
             return False
-        scores = [row["eval_return"] for row in state.history if row["eval_return"] is not None]
+        scores = [row["valid_return"] for row in state.history if row["valid_return"] is not None]
         return bool(scores) and scores[-1] >= config.target_return
 
     def batches(self, period: int) -> range:
@@ -283,7 +292,7 @@ class PolicyTrainer(Trainer):
                 "step": k,
                 "env_steps": state.env_steps,
                 "train_return": train_return,
-                "eval_return": None,
+                "valid_return": None,
                 "seconds": state.seconds,
             }
         )
@@ -296,7 +305,7 @@ class PolicyTrainer(Trainer):
         """The validation score, in the row of the period's last step."""
         _read_returns(self.state.history)
         self.task.policy.eval()
-        self.state.history[-1]["eval_return"] = self.task.validate()
+        self.state.history[-1]["valid_return"] = self.task.validate()
         self.task.policy.train()
 
     def metrics(self) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
@@ -320,7 +329,7 @@ class PolicyTrainer(Trainer):
             "env": config.env,
             "steps": state.step,
             "env_steps": state.env_steps,
-            **{key: evaluation.pop(key) for key in ("eval_return", "eval_episodes")},
+            **{key: evaluation.pop(key) for key in ("test_return", "eval_episodes")},
             "eval_policy": evaluation.pop("eval_policy"),
             "train_return": sum(row["train_return"] for row in recent) / max(1, len(recent)),
             "seconds": state.seconds,

@@ -108,7 +108,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from samplegrad.estimators import Estimator, catalog
+from samplegrad.estimators import VIMCO, Estimator, catalog
 from samplegrad.generators import Generator
 from samplegrad.lab.data import MNIST, Binarization
 from samplegrad.lab.models import (
@@ -123,7 +123,7 @@ from samplegrad.lab.models.replicated import replica, replicate
 from samplegrad.lab.training import distributed as distributed
 from samplegrad.lab.training.config import EpochConfig, TrainError, check_field, option
 from samplegrad.lab.training.data import load_splits
-from samplegrad.lab.training.files import CHECKPOINT, read_checkpoint
+from samplegrad.lab.training.files import CHECKPOINT, read_checkpoint, trainer_of
 from samplegrad.lab.training.loop import OnStep, Trainer, compiled, train
 from samplegrad.lab.training.seeds import (
     check_replicable,
@@ -208,7 +208,7 @@ _OBJECTIVE_HELP = (
 )
 _NUM_SAMPLES_HELP = (
     "latent samples per image and step (the bound's K for --objective iwae); even for arm and "
-    "disarm"
+    "disarm. Default: the fewest the estimator takes"
 )
 _SEEDS_HELP = (
     "train N independent replicas with the seeds S, S+1, ..., S+N-1 together, one batched step "
@@ -239,7 +239,8 @@ class TrainConfig(EpochConfig):
             ``"pathwise"`` (its sampling layer with the analytic KL; ``None``) or ``"stl"``;
             for the IWAE bound, an ``sg.iwae_bound`` estimator (:data:`BOUND_ESTIMATORS`).
         num_samples: latent samples per image and step (even for ``"arm"``/``"disarm"``); the
-            bound's ``K`` for ``objective="iwae"``.
+            bound's ``K`` for ``objective="iwae"``. ``None``: the fewest the estimator takes
+            (:func:`fewest_samples`).
         seeds: independent replicas trained together, with the seeds ``seed, seed + 1, ...``
             (module docstring); 1 is a plain run.
         binarize: ``"dynamic"``, ``"threshold"`` or ``"none"``.
@@ -257,7 +258,7 @@ class TrainConfig(EpochConfig):
     arch: str | None = option(None, _ARCH_HELP, metavar="NAME")
     objective: str = option("elbo", _OBJECTIVE_HELP, choices=OBJECTIVES)
     estimator: str | None = option(None, _ESTIMATOR_HELP, metavar="NAME")
-    num_samples: int = option(1, _NUM_SAMPLES_HELP, metavar="K", minimum=1)
+    num_samples: int | None = option(None, _NUM_SAMPLES_HELP, metavar="K", minimum=1)
     seeds: int = option(1, _SEEDS_HELP, metavar="N", minimum=1)
     binarize: str = option("dynamic", _BINARIZE_HELP, choices=tuple(Binarization))
     iwae_k: int = option(100, _IWAE_HELP, metavar="K", minimum=1)
@@ -274,12 +275,29 @@ class TrainConfig(EpochConfig):
             )
         check_field(self, "objective")
         self.estimator = _default_estimator(self.latent, self.objective, self.estimator)
+        fewest = fewest_samples(self.objective, self.estimator)
+        self.num_samples = fewest if self.num_samples is None else self.num_samples
         super().__post_init__()
+        if self.objective == "iwae" and self.num_samples < fewest:  # the ELBO's: by the model
+            raise TrainError(
+                f"num_samples must be >= {fewest} for --objective iwae with {self.estimator}, "
+                f"got {self.num_samples}"
+            )
         _check_replicable(self)
 
     def seed_list(self) -> list[int]:
         """The replicas' seeds, ``seed, seed + 1, ..., seed + seeds - 1``."""
         return list(range(self.seed, self.seed + self.seeds))
+
+
+def fewest_samples(objective: str, estimator: str) -> int:
+    """The fewest latent samples per image that ``estimator`` takes for ``objective``: the
+    default of ``num_samples`` (2 for ARM and DisARM's pairs, for VIMCO's leave-one-out)."""
+    if objective == "iwae":
+        return VIMCO.min_num_samples if estimator == "vimco" else 1
+    if estimator not in catalog.CATALOG:  # "auto", or a name build_model refuses
+        return 1
+    return catalog.entry(estimator).min_num_samples
 
 
 def _default_estimator(latent: str, objective: str, estimator: str | None) -> str:
@@ -399,11 +417,13 @@ def load_model(checkpoint: str | os.PathLike[str]) -> tuple[nn.Module, TrainConf
     not a checkpoint.
     """
     path = Path(checkpoint)
-    payload = read_checkpoint(
-        path,
-        "",
-        "train one with `samplegrad train vae --out DIR` and give DIR/checkpoint.pt",
-    )
+    remedy = "train one with `samplegrad train vae --out DIR` and give DIR/checkpoint.pt"
+    payload = read_checkpoint(path, "", remedy)
+    trainer = trainer_of(payload)
+    if trainer not in (None, VAETrainer.command):
+        raise TrainError(
+            f"{path} is a checkpoint of `samplegrad train {trainer}`, not of a VAE; {remedy}"
+        )
     try:
         saved = {**payload["config"], "device": "cpu", "resume": False}
         config = TrainConfig(**saved)
@@ -561,6 +581,7 @@ class VAETrainer(Trainer):
     """A VAE on MNIST (module docstring): a row of ``metrics.csv`` per epoch, the test ELBO and
     IWAE bound in ``metrics.json``."""
 
+    command = "vae"
     checkpoint_format = 2  # 2: per-replica lists in the state and history
     progress_label = "elbo"
     many_processes = True
