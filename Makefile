@@ -23,8 +23,8 @@ demo: $(INSTALLED)
 	$(BIN)/samplegrad demo --out report
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples docs/hooks.py
+	$(BIN)/ruff format --check src tests benchmarks examples docs/hooks.py
 	$(BIN)/lint-imports --no-cache
 
 test: lint
