@@ -22,8 +22,6 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
-import pytest
-
 import samplegrad
 
 LAB_LIBRARIES = ["matplotlib", "sklearn", "tqdm"]
@@ -110,7 +108,8 @@ def test_core_modules_import_without_the_lab_extra():
     assert _first_to_load(_core_modules(), LAB_LIBRARIES, blocked=LAB_LIBRARIES) is None
 
 
-@pytest.mark.parametrize("package", ["samplegrad.lab", "samplegrad.cli"])
-def test_lab_and_cli_modules_load_no_matplotlib(package: str):
-    """Plotting libraries are imported inside the functions that plot."""
-    assert _first_to_load(_modules(package), ["matplotlib"]) is None
+def test_lab_and_cli_modules_load_no_matplotlib():
+    """Plotting libraries are imported inside the functions that plot (one process for both
+    packages: each new interpreter costs a second and a half)."""
+    modules = [*_modules("samplegrad.lab"), *_modules("samplegrad.cli")]
+    assert _first_to_load(modules, ["matplotlib"]) is None
