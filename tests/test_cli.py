@@ -9,7 +9,6 @@ import dataclasses
 import errno
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from unittest import mock
@@ -134,18 +133,6 @@ def test_a_lab_module_missing_while_running_is_the_same_line(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "matplotlib is not installed" in err
-
-
-def test_importing_the_command_line_loads_no_plotting_or_progress_module() -> None:
-    """Beyond what ``import torch`` loads (torch.hub imports tqdm where it is installed)."""
-    code = (
-        "import sys, torch; before = set(sys.modules); import samplegrad.cli; "
-        "print([m for m in ('matplotlib', 'tqdm', 'sklearn') if {m} & set(sys.modules) - before])"
-    )
-    process = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
-    assert process.stdout.strip() == "[]"
 
 
 # --------------------------------------------------------------------------------------------

@@ -98,8 +98,11 @@ def _core_modules() -> list[str]:
     return core
 
 
-def test_import_samplegrad_loads_no_lab_library():
-    assert _first_to_load(["samplegrad"], LAB_LIBRARIES, baseline=["torch", "numpy"]) is None
+def test_import_samplegrad_loads_no_lab_library_nor_does_the_command_line():
+    """The command line imports its commands' modules, which import the lab's libraries only
+    when a command runs."""
+    modules = ["samplegrad", "samplegrad.cli"]
+    assert _first_to_load(modules, LAB_LIBRARIES, baseline=["torch", "numpy"]) is None
 
 
 def test_core_modules_import_without_the_lab_extra():
