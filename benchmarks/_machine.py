@@ -31,3 +31,8 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def machine(threads: int) -> dict[str, object]:
+    """The processor, the torch threads a benchmark ran with, and the Python version."""
+    return {"cpu": cpu_model(), "threads": threads, "python": platform.python_version()}

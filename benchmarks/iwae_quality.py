@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ from samplegrad.lab.data import load_mnist
 from samplegrad.lab.models.replicated import replica
 from samplegrad.lab.training.vae import TrainConfig, fit, load_model
 
-from _machine import cpu_model, source_revision
+from _machine import cpu_model, machine, source_revision
 
 RUNS = {
     "elbo": ("elbo", "pathwise", 1),
@@ -128,11 +127,7 @@ def main() -> None:
         "log_likelihood_k": LOG_LIKELIHOOD_K,
         "runs": results,
         "published": PUBLISHED,
-        "machine": {
-            "cpu": cpu_model(),
-            "threads": args.threads,
-            "python": platform.python_version(),
-        },
+        "machine": machine(args.threads),
         "torch": torch.__version__,
         "source": source_revision(),
     }

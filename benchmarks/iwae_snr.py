@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import tempfile
 import time
@@ -43,7 +42,7 @@ from samplegrad.lab.compare.snr import (
 from samplegrad.lab.data import load_mnist
 from samplegrad.lab.training.vae import TrainConfig, fit, load_model
 
-from _machine import cpu_model, source_revision
+from _machine import cpu_model, machine, source_revision
 
 ESTIMATORS = ("pathwise", "dreg", "stl")
 KS = (1, 4, 16, 64, 256)
@@ -160,11 +159,7 @@ def main() -> None:
             for title, curves in parts.items()
         },
         "seconds": seconds,
-        "machine": {
-            "cpu": cpu_model(),
-            "threads": args.threads,
-            "python": platform.python_version(),
-        },
+        "machine": machine(args.threads),
         "torch": torch.__version__,
         "source": source_revision(),
     }
