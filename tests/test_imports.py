@@ -1,4 +1,4 @@
-"""What importing samplegrad loads, each check in a fresh interpreter (docs/design.md, "Layout
+"""What importing samplegrad loads, checked in one fresh interpreter (docs/design.md, "Layout
 and import rules").
 
 The core (everything but ``samplegrad.lab`` and ``samplegrad.cli``) needs none of the lab's
@@ -7,9 +7,13 @@ import matplotlib only inside the functions that plot, so a command that draws n
 pay for it. import-linter (``make lint``) checks the same rules on the source; these tests check
 what really ends up in ``sys.modules``, lazy imports and third-party packages included.
 
-torch itself imports tqdm when it is installed (``torch.hub``'s download progress bar), so
-"``import samplegrad`` loads no tqdm" is measured against a bare ``import torch``, and the core is
-also imported with the lab's libraries made unimportable, as if the extra were not installed.
+Each new interpreter costs a second and a half, so one probe runs three phases in turn: every
+core module is imported with the lab's libraries made unimportable (as if the extra were not
+installed); then samplegrad's modules are dropped from ``sys.modules``, the libraries made
+importable again, and ``samplegrad`` and ``samplegrad.cli`` imported afresh, which must load
+none of them; then every lab and CLI module, which must load no matplotlib. torch itself imports
+tqdm when it can (``torch.hub``'s progress bar); here torch is first imported while tqdm is
+blocked, so the second phase sees any tqdm import as samplegrad's own.
 """
 
 from __future__ import annotations
@@ -22,31 +26,40 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
+import pytest
+
 import samplegrad
 
 LAB_LIBRARIES = ["matplotlib", "sklearn", "tqdm"]
 
-# argv[1] is a JSON object: "blocked" packages are made unimportable (a ``None`` entry in
-# sys.modules makes ``import`` raise ModuleNotFoundError); "baseline" modules are imported first;
-# then each of "modules" in turn. Prints, as JSON, the first of "modules" whose import loaded
-# a "watched" top-level package that the baseline had not, with those packages; else null.
+# argv[1] is a JSON list of phases, each an object: "blocked" packages are made unimportable
+# (a ``None`` entry in sys.modules makes ``import`` raise ModuleNotFoundError) and the others
+# importable again; with "fresh", samplegrad's modules are dropped first so that they run again;
+# then each of "modules" is imported in turn. Prints, as JSON, one entry per phase: the first of
+# its "modules" whose import loaded a "watched" top-level package not loaded when the phase
+# began, with those packages, else null. An import that fails ends the probe with the traceback.
 _PROBE = """
 import importlib, json, sys
-probe = json.loads(sys.argv[1])
-for name in probe["blocked"]:
-    sys.modules[name] = None
-for name in probe["baseline"]:
-    importlib.import_module(name)
-def loaded():
-    return {name for name in probe["watched"] if sys.modules.get(name) is not None}
-before = loaded()
-for name in probe["modules"]:
-    importlib.import_module(name)
-    if loaded() - before:
-        print(json.dumps([name, sorted(loaded() - before)]))
-        break
-else:
-    print(json.dumps(None))
+results = []
+for phase in json.loads(sys.argv[1]):
+    for name in [name for name, module in sys.modules.items() if module is None]:
+        del sys.modules[name]
+    for name in phase["blocked"]:
+        sys.modules[name] = None
+    if phase["fresh"]:
+        for name in [name for name in sys.modules if name.partition(".")[0] == "samplegrad"]:
+            del sys.modules[name]
+    def loaded():
+        return {name for name in phase["watched"] if sys.modules.get(name) is not None}
+    before = loaded()
+    for name in phase["modules"]:
+        importlib.import_module(name)
+        if loaded() - before:
+            results.append([name, sorted(loaded() - before)])
+            break
+    else:
+        results.append(None)
+print(json.dumps(results))
 """
 
 
@@ -56,36 +69,6 @@ def _modules(package: str) -> list[str]:
     below = pkgutil.walk_packages(import_module(package).__path__, package + ".")
     names = [package, *(info.name for info in below)]
     return [name for name in names if name.rpartition(".")[2] != "__main__"]
-
-
-def _first_to_load(
-    modules: list[str],
-    watched: list[str],
-    blocked: list[str] | None = None,
-    baseline: list[str] | None = None,
-) -> list | None:
-    """Import ``modules`` in order in a fresh interpreter that finds this checkout's
-    samplegrad; ``[module, [packages]]`` for the first import that loads one of the ``watched``
-    packages beyond what ``baseline`` loaded, else ``None``. Fails if an import fails, e.g.
-    on one of the ``blocked`` packages."""
-    source = str(Path(samplegrad.__file__).parents[1])
-    path = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))
-    probe = {
-        "modules": modules,
-        "watched": watched,
-        "blocked": blocked or [],
-        "baseline": baseline or [],
-    }
-    completed = subprocess.run(
-        [sys.executable, "-c", _PROBE, json.dumps(probe)],
-        env={**os.environ, "PYTHONPATH": path},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    return json.loads(completed.stdout)
 
 
 def _core_modules() -> list[str]:
@@ -98,21 +81,59 @@ def _core_modules() -> list[str]:
     return core
 
 
-def test_import_samplegrad_loads_no_lab_library_nor_does_the_command_line():
-    """The command line imports its commands' modules, which import the lab's libraries only
-    when a command runs."""
-    modules = ["samplegrad", "samplegrad.cli"]
-    assert _first_to_load(modules, LAB_LIBRARIES, baseline=["torch", "numpy"]) is None
+PHASES = {
+    "core without the lab extra": {
+        "modules": ["torch", "numpy", *_core_modules()],
+        "watched": LAB_LIBRARIES,
+        "blocked": LAB_LIBRARIES,
+        "fresh": False,
+    },
+    "samplegrad and its command line": {
+        "modules": ["samplegrad", "samplegrad.cli"],
+        "watched": LAB_LIBRARIES,
+        "blocked": [],
+        "fresh": True,
+    },
+    "every lab and CLI module": {
+        "modules": [*_modules("samplegrad.lab"), *_modules("samplegrad.cli")],
+        "watched": ["matplotlib"],
+        "blocked": [],
+        "fresh": False,
+    },
+}
 
 
-def test_core_modules_import_without_the_lab_extra():
+@pytest.fixture(scope="module")
+def first_to_load() -> dict[str, list | None]:
+    """Per phase, ``[module, [packages]]`` for the first import that loaded one of the phase's
+    watched packages, else ``None``, from one fresh interpreter that finds this checkout's
+    samplegrad. Fails if an import fails, e.g. on a blocked package."""
+    source = str(Path(samplegrad.__file__).parents[1])
+    path = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))
+    completed = subprocess.run(
+        [sys.executable, "-c", _PROBE, json.dumps(list(PHASES.values()))],
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return dict(zip(PHASES, json.loads(completed.stdout), strict=True))
+
+
+def test_core_modules_import_without_the_lab_extra(first_to_load):
     """Every core module, not only those ``samplegrad/__init__`` imports, with matplotlib,
     scikit-learn and tqdm unimportable."""
-    assert _first_to_load(_core_modules(), LAB_LIBRARIES, blocked=LAB_LIBRARIES) is None
+    assert first_to_load["core without the lab extra"] is None
 
 
-def test_lab_and_cli_modules_load_no_matplotlib():
-    """Plotting libraries are imported inside the functions that plot (one process for both
-    packages: each new interpreter costs a second and a half)."""
-    modules = [*_modules("samplegrad.lab"), *_modules("samplegrad.cli")]
-    assert _first_to_load(modules, ["matplotlib"]) is None
+def test_import_samplegrad_loads_no_lab_library_nor_does_the_command_line(first_to_load):
+    """The command line imports its commands' modules, which import the lab's libraries only
+    when a command runs."""
+    assert first_to_load["samplegrad and its command line"] is None
+
+
+def test_lab_and_cli_modules_load_no_matplotlib(first_to_load):
+    """Plotting libraries are imported inside the functions that plot."""
+    assert first_to_load["every lab and CLI module"] is None
