@@ -135,7 +135,7 @@ def test_two_processes_train_as_one(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert metrics[0]["test_elbo"] == pytest.approx(metrics[1]["test_elbo"], rel=1e-4)
 
 
-def bernoulli_draw(shape: torch.Size, probs: torch.Tensor, generator: torch.Generator) -> Tensor:
+def bernoulli_draw(shape: torch.Size, probs: Tensor, generator: torch.Generator) -> Tensor:
     return bernoulli(probs, tuple(shape[: -probs.dim()]), generator)
 
 
