@@ -4,8 +4,9 @@ launch, recording what each process holds and refusing any file written outside 
 Usage: ``torchrun ... tests/ddp_worker.py DUMP_DIR RUNS_JSON``, ``RUNS_JSON`` a list of
 argument lists for :func:`samplegrad.cli.main` (what ``python -m samplegrad`` runs). The worker
 opens the process group itself, so several runs share one launch (``fit`` uses an open group);
-after each run's training, every process saves its model's parameters as
-``DUMP_DIR/<out folder name>.rank<R>.pt``. In processes other than rank 0, writing a metrics
+after each run's training, every process saves its model's parameters and its estimator's
+parameters and buffers (``{"model": ..., "estimator": ...}``, the estimator's empty without
+one) as ``DUMP_DIR/<out folder name>.rank<R>.pt``. In processes other than rank 0, writing a metrics
 file or checkpoint, or plotting, raises instead.
 """
 
@@ -32,7 +33,9 @@ def main(dump: Path, runs: list[list[str]]) -> int:
     def run_and_dump(trainer: Any, *args: Any) -> None:
         run(trainer, *args)
         name = Path(trainer.config.out).name
-        torch.save(trainer.model.state_dict(), dump / f"{name}.rank{rank}.pt")
+        estimator = {} if trainer.estimator is None else trainer.estimator.state_dict()
+        held = {"model": trainer.model.state_dict(), "estimator": estimator}
+        torch.save(held, dump / f"{name}.rank{rank}.pt")
 
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError(f"rank {rank} wrote a file: {args[0]}")

@@ -10,9 +10,11 @@ the same samples, and the global random state is left untouched.
 :func:`standard_normal` and :func:`open_uniform` draw from the named generator is drawn for the
 *whole* batch and this process's rows are kept, so the processes together use exactly the noise
 one process would draw for the whole batch (the generator advances identically everywhere).
-Draws that cannot be sharded that way (Bernoulli and categorical samples, which depend on the
-probabilities of rows this process does not hold, and the forked families) come instead from a
-generator of this process's own, seeded from the shared one and the rows' position.
+Bernoulli samples are drawn there as ``u < p`` from the whole batch's uniforms, which on a CPU
+is exactly ``torch.bernoulli``'s draw (one uniform per element, in order). Draws that cannot be
+sharded that way (categorical samples, which depend on the probabilities of rows this process
+does not hold, and the forked families) come instead from a generator of this process's own,
+seeded from the shared one and the rows' position.
 
 **Replicas.** Where a batch stacks ``R`` independent replicas of a model (``samplegrad train
 vae --seeds R``), a :class:`ReplicaGenerators` holds one generator per replica. The replica
@@ -214,8 +216,16 @@ def bernoulli(probs: Tensor, sample_shape: tuple[int, ...], generator: Generator
         return _per_replica(
             generator, len(sample_shape), lambda r, g: bernoulli(probs[r], sample_shape, g)
         )
-    expanded = probs.detach().expand((*sample_shape, *probs.shape))
-    return torch.bernoulli(expanded, generator=unsharded(generator))
+    shape = torch.Size((*sample_shape, *probs.shape))
+    shard = _SHARD.get()
+    if shard is None or generator is not shard.generator:
+        return torch.bernoulli(probs.detach().expand(shape), generator=generator)
+
+    def make(size: torch.Size) -> Tensor:
+        return torch.rand(size, generator=generator, dtype=probs.dtype, device=probs.device)
+
+    # torch's CPU kernel draws one such uniform per element, in order, and compares it with p.
+    return (_sharded_draw(make, shape, probs, generator) < probs.detach()).to(probs.dtype)
 
 
 def categorical_indices(

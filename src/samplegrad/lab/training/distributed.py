@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 
 from samplegrad.generators import sharded
 
@@ -97,6 +97,23 @@ def all_reduce(values: Sequence[float], device: torch.device, op: str = "sum") -
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
     return tensor.tolist()
+
+
+def weighted_mean(tensors: Sequence[Tensor], weight: float) -> None:
+    """Each of ``tensors`` replaced, in place, by the sum over the processes of ``weight *
+    tensor``, in float64 and one all-reduce; with ``weight`` this process's share of the
+    global batch (the shares sum to 1), the mean weighted by the shares. Nothing without a
+    group.
+
+    A statistic that is an affine function of its batch's mean, with the same coefficients in
+    every process (a moving average of the mean cost, ``d b + (1 - d) mean``), thus becomes
+    the value one process computes from the whole batch."""
+    if not active() or not tensors:
+        return
+    flat = torch.cat([tensor.detach().reshape(-1).double() for tensor in tensors]) * weight
+    dist.all_reduce(flat)
+    for tensor, mean in zip(tensors, flat.split([t.numel() for t in tensors]), strict=True):
+        tensor.copy_(mean.view_as(tensor))
 
 
 def broadcast(value: object) -> object:

@@ -76,17 +76,26 @@ check the distributed plumbing exactly instead of statistically. Hence:
 - The latent noise is drawn as one process would draw it for the whole global batch, each
   process keeping its rows (:func:`samplegrad.generators.sharded`); the sampling generator thus
   advances identically everywhere. That holds for the Gaussian, uniform and Gumbel noise of the
-  pathwise, ARM/DisARM, REBAR/RELAX and Gumbel-Softmax estimators. Noise that depends on the
-  probabilities of other processes' rows (the Bernoulli and categorical samples of the score
-  function and straight-through estimators) comes from a per-process generator seeded from the
-  shared one and the process's rows instead: independent across processes and reproducible,
-  but not the single-process draw.
+  pathwise, ARM/DisARM, REBAR/RELAX and Gumbel-Softmax estimators, and for the Bernoulli
+  samples of the score function and straight-through estimators (``u < p`` from the whole
+  batch's uniforms: on a CPU exactly ``torch.bernoulli``'s draw; with NCCL the same law, and
+  possibly other samples than one GPU's ``torch.bernoulli``). Categorical samples, which
+  depend on the probabilities of other processes' rows, come from a per-process generator
+  seeded from the shared one and the process's rows instead: independent across processes and
+  reproducible, but not the single-process draw.
 - Each process's loss is the mean negative ELBO (KL term included, per image) over its rows,
   weighted by ``W * rows / batch`` (1 for equal shares); DDP averages the gradients over the
   processes, which makes them the gradient of the mean over the global batch. The model and the
   estimator are wrapped together, so the estimator's parameters (REBAR's temperature and
-  ``eta``, RELAX's control network) are averaged too, and its buffers (the moving average of
-  ``score-ma``, updated from rank 0's rows) are copied from rank 0 before every step.
+  ``eta``, RELAX's control network) get the global gradient too: their variance objective is a
+  mean over the images of each image's squared gradient, linear in the batch like the loss, and
+  the estimator passes its gradient to them through the surrogate's ``backward``, which DDP
+  averages. The moving average of ``score-ma`` (``d b + (1 - d) mean cost``, affine in its
+  batch's mean) is updated by each process from its rows and then replaced by the processes'
+  mean weighted by their rows (:func:`samplegrad.lab.training.distributed.weighted_mean`): the
+  single process's update from the global batch. So ``score-ma``, ``rebar`` and ``relax`` (and
+  ``auto`` where it stands for ``score-ma``) train as in one process, their state identical in
+  every process (``tests/test_distributed.py``).
 - The training ELBO sums and image counts are summed over the processes after every step, so
   the metrics rows are those of the global batches; a signal in any process stops all of them
   after the same step. Rank 0 alone evaluates (validation and test, on the whole splits, with
@@ -108,7 +117,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from samplegrad.estimators import VIMCO, Estimator, catalog
+from samplegrad.estimators import VIMCO, Estimator, MovingAverage, catalog
 from samplegrad.generators import Generator
 from samplegrad.lab.data import MNIST, Binarization
 from samplegrad.lab.models import (
@@ -616,6 +625,8 @@ class VAETrainer(Trainer):
             replicas=config.seeds,
         )
         self._elbo_sum = torch.zeros(config.seeds, dtype=torch.float64, device=self.device)
+        estimator_modules = [] if self.estimator is None else self.estimator.modules()
+        self._moving_averages = [m for m in estimator_modules if isinstance(m, MovingAverage)]
 
     def load_data(self) -> None:
         config = self.config
@@ -632,6 +643,10 @@ class VAETrainer(Trainer):
 
     def step(self, x: Tensor) -> Tensor:
         elbo = self._step(x)
+        # Under torchrun each process updated the moving averages from its rows: their mean
+        # weighted by the rows is the one process's update from the global batch.
+        averages = [baseline.average for baseline in self._moving_averages]
+        distributed.weighted_mean(averages, elbo.shape[-1] / x.shape[-2])
         self._elbo_sum += _per_replica_sum(elbo)  # on the device: no host synchronisation
         self.state.epoch_images += x.shape[-2]  # the global batch: every process counts it
         return elbo
