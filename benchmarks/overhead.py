@@ -25,7 +25,10 @@ Contenders, on the problems where they apply:
   ``sg.ARM()``, ``sg.DisARM()``, ``sg.MeasureValued(coupling=True)`` and, where this checkout
   has them, ``REBAR(temperature=0.5, eta=1.0)`` and ``RELAX(Control())`` (an MLP
   100 -> 32 -> 1 on ``sigmoid(z)``); the estimator's own parameters get their gradients in the
-  same call;
+  same call; on the bernoulli problem also ``sg.StraightThrough()``,
+  ``sg.GumbelSoftmax(0.5, hard=True)`` ("gumbel-hard") and ``sg.ReinMax()``, on the gaussian
+  one ``sg.StickingTheLanding()`` ("stl") and ``sg.ScoreFunction(baseline=sg.MovingAverage(0.9))``
+  ("score-ma"), each against a minimal hand-written version (its note says what it computes);
 * ``samplegrad sg.nn``: the layer ``sg.nn.GumbelSoftmax(0.5, kind="bernoulli", num_samples=64)``
   on the logits tensor, the tensor API for a relaxation inside a network;
 * ``hand``: the same estimator in plain PyTorch, the reference of every ratio (same formulas
@@ -311,6 +314,68 @@ def hand_measure_valued(loc: Tensor, scale: Tensor, f: Callable[[Tensor], Tensor
     return costs[0].mean(0) + attached.sum(-1)
 
 
+def hand_straight_through(logits: Tensor, f: Callable[[Tensor], Tensor], *, gumbel: bool) -> Tensor:
+    """Straight-through: ``f`` at exact Bernoulli samples ``b`` with the gradient of a soft
+    stand-in, ``z = b + soft - stop_gradient(soft)``. ``gumbel=False``: ``b ~ Bernoulli(theta)``,
+    ``soft = theta = sigmoid(logits)`` (Bengio et al. 2013); ``gumbel=True`` (straight-through
+    Gumbel): ``b = 1[logits + L > 0]``, ``soft = sigmoid((logits + L) / tau)``, logistic ``L``."""
+    if gumbel:
+        u = open_uniform((NUM_SAMPLES, *logits.shape), logits)
+        perturbed = logits + torch.log(u) - torch.log1p(-u)
+        soft = torch.sigmoid(perturbed / TEMPERATURE)
+        hard = (perturbed > 0).to(logits.dtype)
+    else:
+        soft = torch.sigmoid(logits).expand(NUM_SAMPLES, *logits.shape)
+        hard = torch.bernoulli(soft.detach())
+    return f(hard + (soft - soft.detach())).mean(0)
+
+
+def hand_reinmax(logits: Tensor, f: Callable[[Tensor], Tensor]) -> Tensor:
+    """ReinMax (Liu et al. 2023, temperature 1) for Bernoulli logits as two-class variables
+    ``log pi = (logsigmoid(-logits), logsigmoid(logits))``: one-hot samples ``D`` (drawn with
+    ``torch.multinomial``, as samplegrad draws categorical indices) and the stand-in
+    ``D + 2 (s_1 - stop(s_1)) - (pi - stop(pi)) / 2``, ``s_1 = softmax(log pi - stop(log pi) +
+    log pi_1)``, ``pi_1 = (pi + D) / 2``; ``f`` gets class 1."""
+    log_pi = torch.stack([F.logsigmoid(-logits), F.logsigmoid(logits)], -1)
+    fixed = log_pi.detach()
+    pi = fixed.exp()
+    indices = torch.multinomial(pi.reshape(-1, 2), NUM_SAMPLES, True).T.reshape(-1, *logits.shape)
+    one_hot = F.one_hot(indices, 2).to(logits.dtype)
+    pi_1 = 0.5 * (pi + one_hot)
+    second = torch.softmax(log_pi - fixed + pi_1.log(), -1)
+    first = log_pi.exp()
+    soft = one_hot + 2.0 * (second - second.detach()) - 0.5 * (first - first.detach())
+    return f(soft[..., 1]).mean(0)
+
+
+def hand_stl(dist: Distribution, f: Callable[[Tensor], Tensor]) -> Tensor:
+    """Sticking the landing (Roeder et al. 2017) for ``Independent(Normal)``: ``mean_s f(z_s)``
+    minus the zero-valued ``log q(z) - log q_{stop(loc, scale)}(z)`` at the samples."""
+    z = dist.rsample((NUM_SAMPLES,))
+    base = dist.base_dist
+    fixed = Independent(Normal(base.loc.detach(), base.scale.detach()), 1)
+    return (f(z) - (dist.log_prob(z) - fixed.log_prob(z))).mean(0)
+
+
+class HandMovingAverage:
+    """REINFORCE with the baseline ``b_t = average_{t-1} / (1 - d^{t-1})``, the bias-corrected
+    exponential moving average (decay ``d = 0.9``) of the earlier calls' mean costs; 0 at first."""
+
+    def __init__(self) -> None:
+        self.average = torch.zeros(())
+        self.steps = 0
+
+    def __call__(self, dist: Distribution, f: Callable[[Tensor], Tensor]) -> Tensor:
+        z = dist.sample((NUM_SAMPLES,))
+        costs = f(z)
+        log_prob = dist.log_prob(z)
+        baseline = self.average / (1 - BASELINE_DECAY**self.steps) if self.steps else 0.0
+        with torch.no_grad():
+            self.average.mul_(BASELINE_DECAY).add_((1 - BASELINE_DECAY) * costs.mean())
+        self.steps += 1
+        return (costs + (costs - baseline).detach() * (log_prob - log_prob.detach())).mean(0)
+
+
 # --------------------------------------------------------------------------------------------
 # Contenders
 
@@ -385,7 +450,34 @@ def bernoulli_contenders() -> list[Contender]:
             hand=hand_step(logits, partial(hand_antithetic, f=bernoulli_cost, disarm=disarm)),
             note="32 antithetic pairs: 64 evaluations of f",
         )
+    for name, estimator, surrogate in (
+        ("straight-through", sg.StraightThrough(), partial(hand_straight_through, gumbel=False)),
+        (
+            "gumbel-hard",
+            sg.GumbelSoftmax(TEMPERATURE, hard=True),
+            partial(hand_straight_through, gumbel=True),
+        ),
+        ("reinmax", sg.ReinMax(), hand_reinmax),
+    ):
+        rows += with_hand_and_dist(
+            problem,
+            name,
+            samplegrad=expectation_step(logits, estimator),
+            hand=hand_step(logits, partial(surrogate, f=bernoulli_cost)),
+            note=HAND_NOTES[name],
+        )
     return rows + control_contenders(logits)
+
+
+HAND_NOTES = {
+    "straight-through": "f at b ~ Bernoulli(sigmoid(logits)), gradient of sigmoid(logits)",
+    "gumbel-hard": "f at 1[logits + L > 0], gradient of sigmoid((logits + L) / 0.5)",
+    "reinmax": "temperature 1; Bernoulli as two classes (logsigmoid(-logits), logsigmoid(logits))",
+    "stl": "mean f(rsample) - (log q(z) - log q_detached(z)), q_detached built from detached "
+    "loc and scale",
+    "score-ma": "REINFORCE, baseline: bias-corrected moving average of past mean costs, decay 0.9",
+}
+"""What each hand-written version of the newer estimators computes (the rows' note)."""
 
 
 def expectation_step(logits: Tensor, estimator: sg.Estimator) -> Callable[[], None]:
@@ -533,6 +625,27 @@ def gaussian_contenders() -> list[Contender]:
         zero_grads(loc, raw_scale)
         hand_measure_valued(loc, F.softplus(raw_scale), gaussian_cost).backward()
 
+    stl = sg.StickingTheLanding()
+    score_ma = sg.ScoreFunction(baseline=sg.MovingAverage(BASELINE_DECAY))
+    hand_ma = HandMovingAverage()
+
+    def sg_step(estimator: sg.Estimator) -> Callable[[], None]:
+        def step() -> None:
+            zero_grads(loc, raw_scale)
+            dist = gaussian_dist(loc, raw_scale)
+            sg.expectation(
+                gaussian_cost, dist, estimator=estimator, num_samples=NUM_SAMPLES
+            ).backward()
+
+        return step
+
+    def hand_on_dist(surrogate: Callable[..., Tensor]) -> Callable[[], None]:
+        def step() -> None:
+            zero_grads(loc, raw_scale)
+            surrogate(gaussian_dist(loc, raw_scale), gaussian_cost).backward()
+
+        return step
+
     mv_note = (
         f"{MEASURE_VALUED_SAMPLES} samples, not {NUM_SAMPLES}: "
         f"{(1 + 3 * DIM) * MEASURE_VALUED_SAMPLES} evaluations of f"
@@ -544,6 +657,10 @@ def gaussian_contenders() -> list[Contender]:
         Contender(problem, "samplegrad", "score-loo", sg_score),
         Contender(problem, HAND, "measure-valued", hand_mv, note=mv_note),
         Contender(problem, "samplegrad", "measure-valued", sg_measure_valued),
+        Contender(problem, HAND, "stl", hand_on_dist(hand_stl), note=HAND_NOTES["stl"]),
+        Contender(problem, "samplegrad", "stl", sg_step(stl)),
+        Contender(problem, HAND, "score-ma", hand_on_dist(hand_ma), note=HAND_NOTES["score-ma"]),
+        Contender(problem, "samplegrad", "score-ma", sg_step(score_ma)),
     ]
 
 

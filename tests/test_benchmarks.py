@@ -29,9 +29,14 @@ def test_overhead_quick_run_writes_its_results(tmp_path):
         ("bernoulli", "disarm"),
         ("bernoulli", "rebar"),
         ("bernoulli", "relax"),
+        ("bernoulli", "straight-through"),
+        ("bernoulli", "gumbel-hard"),
+        ("bernoulli", "reinmax"),
         ("gaussian", "pathwise"),
         ("gaussian", "score-loo"),
         ("gaussian", "measure-valued"),
+        ("gaussian", "stl"),
+        ("gaussian", "score-ma"),
     ]
     assert {(row["validation"], row["problem"], row["estimator"]) for row in samplegrad_rows} == {
         (validation, problem, estimator)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -56,20 +56,38 @@ def check_finite_parameters(dist: Distribution) -> None:
     ``torch.distributions`` rejects NaN at construction but lets inf through (``constraints.real``
     only tests ``x == x``); an infinite logit or location makes every estimator return NaN.
     """
-    if not values_are_checked(dist) or _surely_finite(v for _, v in parameter_tensors(dist)):
-        return
-    problem = nonfinite_parameter(dist)
-    if problem is not None:
-        raise ValueError(problem)
+    check_finite_values(dist, None)
 
 
 def check_finite_state(estimator: torch.nn.Module) -> None:
     """Raise ``ValueError`` if a trained parameter of ``estimator`` (REBAR's temperature, a
     learned control or baseline) holds NaN or inf, which would make every surrogate NaN."""
-    named = list(estimator.named_parameters())
-    if not values_are_checked() or _surely_finite(value for _, value in named):
+    check_finite_values(None, estimator)
+
+
+def check_finite_values(dist: Distribution | None, estimator: torch.nn.Module | None) -> None:
+    """:func:`check_finite_parameters` of ``dist`` and :func:`check_finite_state` of
+    ``estimator`` (either may be ``None``) at once: all their tensors are summed and read
+    together (:func:`_surely_finite`); only when that total is not finite are the tensors
+    tested one by one, for the error naming the culprit (``dist``'s first, as when checked
+    apart). ``dist``'s values are read while ``dist`` validates, ``estimator``'s while
+    validation is on class-wide (:func:`values_are_checked`)."""
+    if torch.compiler.is_compiling():
         return
-    for name, value in named:
+    dist_checked = dist is not None and bool(dist._validate_args)
+    values = [value for _, value in parameter_tensors(dist)] if dist_checked else []  # type: ignore[arg-type]
+    state = (
+        _named_parameters(estimator)
+        if estimator is not None and Distribution._validate_args
+        else []
+    )
+    values += [value for _, value in state]
+    if not values or _surely_finite(values):
+        return
+    problem = nonfinite_parameter(dist) if dist_checked else None  # type: ignore[arg-type]
+    if problem is not None:
+        raise ValueError(problem)
+    for name, value in state:
         if not bool(torch.isfinite(value).all()):
             raise ValueError(
                 f"{type(estimator).__name__}'s parameter {name} holds NaN or inf, so its "
@@ -78,11 +96,29 @@ def check_finite_state(estimator: torch.nn.Module) -> None:
             )
 
 
-def _surely_finite(tensors: Iterable[Tensor]) -> bool:
-    """Whether every value is finite, read cheaply: one reduction and host read per tensor. A
-    sum is finite iff every term is, unless it overflows, which the exact test of the caller
-    tells apart. (Adding the sums as Python floats is cheaper than adding them as tensors.)"""
-    return math.isfinite(sum(value.detach().sum().item() for value in tensors))
+def _named_parameters(module: torch.nn.Module) -> list[tuple[str, Tensor]]:
+    """``list(module.named_parameters())``, without walking a module that has neither
+    parameters nor submodules (most estimators), as this runs on every call."""
+    if not module._parameters and not module._modules:
+        return []
+    return list(module.named_parameters())
+
+
+def _surely_finite(tensors: list[Tensor]) -> bool:
+    """Whether every value in the (non-empty) ``tensors`` is finite, read cheaply: a sum is
+    finite iff every term is, unless it overflows, which the exact test of the caller tells
+    apart.
+
+    On a CPU, where reading a value costs no synchronisation, the tensors' sums are read and
+    added as Python floats, the fastest there (measured: 2.7 µs for one 100-element tensor,
+    4.9 µs for two, 5-8 µs to reduce two into one tensor first); on an accelerator, where every
+    read synchronises with the device, their norms are reduced on the device
+    (``torch._foreach_norm``: one kernel for all) and read once.
+    """
+    if tensors[0].device.type == "cpu" or len(tensors) == 1:
+        return math.isfinite(sum([value.detach().sum().item() for value in tensors]))
+    norms = torch._foreach_norm([value.detach() for value in tensors], 1)
+    return math.isfinite(torch.stack(norms).sum().item())
 
 
 def nonfinite_parameter(dist: Distribution) -> str | None:
@@ -113,9 +149,15 @@ def explained_failures(dist: Distribution) -> Iterator[None]:
     try:
         yield
     except RuntimeError as error:
-        problem = nonfinite_parameter(dist)
-        if problem is None:
-            raise
+        raise_explained(error, dist)
+        raise
+
+
+def raise_explained(error: RuntimeError, dist: Distribution) -> None:
+    """Raise :func:`nonfinite_parameter`'s ``ValueError`` (from ``error``) if a parameter of
+    ``dist`` explains ``error``; return otherwise, for the caller to re-raise ``error``."""
+    problem = nonfinite_parameter(dist)
+    if problem is not None:
         raise ValueError(problem) from error
 
 
@@ -200,12 +242,17 @@ def checked_cost(
 
 
 def check_arguments(
-    f: Callable[[Tensor], Tensor], dist: Distribution, generator: object, name: str = "f"
+    f: Callable[[Tensor], Tensor],
+    dist: Distribution,
+    generator: object,
+    name: str = "f",
+    estimator: torch.nn.Module | None = None,
 ) -> tuple[Callable[[Tensor], Tensor], Generator | None]:
-    """The checks every estimator shares, once ``dist`` is known to be supported: returns the
-    shape-checked cost and ``generator``."""
+    """The checks every estimator shares, once ``dist`` is known to be supported (with
+    ``estimator``, its trained parameters are checked in the same host read as ``dist``'s:
+    :func:`check_finite_values`): returns the shape-checked cost and ``generator``."""
     generator = check_generator(generator, dist)
-    check_finite_parameters(dist)
+    check_finite_values(dist, estimator)
     return checked_cost(f, dist.batch_shape, name), generator
 
 

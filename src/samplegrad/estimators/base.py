@@ -111,11 +111,13 @@ class Estimator(nn.Module):
         if not self.supports(dist):
             raise TypeError(unsupported_message(self.name, dist))
         num_samples = self.check_num_samples(num_samples)
-        cost, generator = _validation.check_arguments(f, dist, generator)
-        _validation.check_finite_state(self)
+        cost, generator = _validation.check_arguments(f, dist, generator, estimator=self)
         replicas.check_estimator(self)
-        with _validation.explained_failures(dist):
+        try:
             return self.estimate(cost, dist, num_samples, generator)
+        except RuntimeError as error:  # torch's raw words for invalid parameter values
+            _validation.raise_explained(error, dist)
+            raise
 
     def estimate(
         self, cost: Cost, dist: Distribution, num_samples: int, generator: torch.Generator | None
