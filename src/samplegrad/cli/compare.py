@@ -76,7 +76,7 @@ def add(commands: argparse._SubParsersAction) -> None:
         type=_counts,
         metavar="K[,K...]",
         help="samples per gradient estimate; several (1,2,4,8) plot the variance against K "
-        f"(default: 2; {IWAEGaussian.name}: "
+        f"(default: 2), for {IWAEGaussian.name} the SNR against K (its default: "
         f"{','.join(map(str, IWAEGaussian.default_num_samples))})",
     )
     parser.add_argument(
