@@ -45,16 +45,21 @@ Curve = dict[str, object]
 """``samplegrad compare``'s ``snr_curves`` form (``samplegrad.lab.compare.snr.Curve.as_row``)."""
 
 
+def signed(slope: float | None) -> str:
+    """A slope, ``-`` where none was fitted (an SNR of 0 or infinite)."""
+    return "-" if slope is None else f"{slope:+.3f}"
+
+
 def table(curves: list[Curve]) -> list[str]:
     lines = [
         "| estimator | group | " + " | ".join(f"K={k}" for k in KS) + " | slope | slope K>=16 |",
         "|---|---|" + "---:|" * (len(KS) + 2),
     ]
     for curve in curves:
-        values = " | ".join(f"{v:.3g}" for v in curve["snr"])
+        values = " | ".join("-" if v is None else f"{v:.3g}" for v in curve["snr"])
         lines.append(
-            f"| {curve['estimator']} | {curve['parameter']} | {values} | {curve['slope']:+.3f} | "
-            f"{curve['tail_slope']:+.3f} |"
+            f"| {curve['estimator']} | {curve['parameter']} | {values} | "
+            f"{signed(curve['slope'])} | {signed(curve['tail_slope'])} |"
         )
     return lines
 
