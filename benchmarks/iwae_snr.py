@@ -8,7 +8,8 @@ log K over all K and over K >= 16:
 
 - on their Gaussian model (D = 20, one data point, parameters perturbed from the optimum by
   N(0, 0.01^2)): ``--repeats`` gradient estimates per K in one batched call, the SNR of the
-  encoder's ``(A, b)`` and the decoder's ``mu``;
+  encoder's ``(A, b)`` and the decoder's ``mu``, measured by ``samplegrad compare --problem
+  iwae-gaussian`` (which also gives each row's bias against the exact gradient);
 - on the MNIST Gaussian VAE (784-400-20) after ``--vae-epochs`` epochs of ``samplegrad train
   vae`` (ELBO, seed 0): ``--vae-repeats`` estimates of the gradient of the mean bound over
   ``--vae-images`` test images, the SNR of all encoder and all decoder parameters.
@@ -28,52 +29,25 @@ import time
 from pathlib import Path
 
 import torch
-from matplotlib.figure import Figure
 
-from samplegrad.lab.compare.snr import (
-    DECODER,
-    ENCODER,
-    Curve,
-    GaussianModel,
-    log_log_slope,
-    snr_curves,
-    vae_gradients,
-)
+from samplegrad.lab.compare.runner import compare
+from samplegrad.lab.compare.snr import snr_curves, vae_gradients
 from samplegrad.lab.data import load_mnist
+from samplegrad.lab.plots.compare import plot_snr_curves
 from samplegrad.lab.training.vae import TrainConfig, fit, load_model
 
 from _machine import cpu_model, machine, source_revision
 
 ESTIMATORS = ("pathwise", "dreg", "stl")
 KS = (1, 4, 16, 64, 256)
-TAIL = 16
-"""The smallest K of the tail fit: the asymptotic rates hold for large K."""
+
+Curve = dict[str, object]
+"""``samplegrad compare``'s ``snr_curves`` form (``samplegrad.lab.compare.snr.Curve.as_row``)."""
 
 
-def tail_slope(curve: Curve) -> float:
-    kept = [(k, v) for k, v in zip(curve.ks, curve.snr, strict=True) if k >= TAIL]
-    return log_log_slope([k for k, _ in kept], [v for _, v in kept])
-
-
-def plot(parts: dict[str, list[Curve]], path: Path) -> None:
-    figure = Figure(figsize=(9, 3.6 * len(parts)), layout="constrained")
-    rows = figure.subplots(len(parts), 2, squeeze=False)
-    for row, (title, curves) in zip(rows, parts.items(), strict=True):
-        for axes, group in zip(row, (ENCODER, DECODER), strict=True):
-            chosen = [curve for curve in curves if curve.group == group]
-            for curve, marker in zip(chosen, "osD", strict=True):
-                axes.loglog(
-                    curve.ks,
-                    curve.snr,
-                    marker=marker,
-                    label=f"{curve.estimator} (slope {curve.slope:+.2f}, K>={TAIL}: "
-                    f"{tail_slope(curve):+.2f})",
-                )
-            axes.set_xlabel("importance samples K")
-            axes.set_ylabel("gradient SNR")
-            axes.set_title(f"{title}: {group}")
-            axes.legend(fontsize=8)
-    figure.savefig(path, dpi=120)
+def signed(slope: float | None) -> str:
+    """A slope, ``-`` where none was fitted (an SNR of 0 or infinite)."""
+    return "-" if slope is None else f"{slope:+.3f}"
 
 
 def table(curves: list[Curve]) -> list[str]:
@@ -82,23 +56,17 @@ def table(curves: list[Curve]) -> list[str]:
         "|---|---|" + "---:|" * (len(KS) + 2),
     ]
     for curve in curves:
-        values = " | ".join(f"{v:.3g}" for v in curve.snr)
+        values = " | ".join("-" if v is None else f"{v:.3g}" for v in curve["snr"])
         lines.append(
-            f"| {curve.estimator} | {curve.group} | {values} | {curve.slope:+.3f} | "
-            f"{tail_slope(curve):+.3f} |"
+            f"| {curve['estimator']} | {curve['parameter']} | {values} | "
+            f"{signed(curve['slope'])} | {signed(curve['tail_slope'])} |"
         )
     return lines
 
 
 def gaussian_model_curves(repeats: int, seed: int) -> list[Curve]:
-    model = GaussianModel(seed=seed)
-    return snr_curves(
-        lambda estimator, k: model.gradients(
-            estimator, k, repeats, torch.Generator().manual_seed(seed * 1000 + k)
-        ),
-        ESTIMATORS,
-        KS,
-    )
+    """``samplegrad compare --problem iwae-gaussian`` (all repeats per K in one batched call)."""
+    return compare("iwae-gaussian", ESTIMATORS, KS, repeats, seed)["snr_curves"]
 
 
 def vae_curves(data_dir: str | None, epochs: int, images: int, repeats: int) -> list[Curve]:
@@ -111,13 +79,14 @@ def vae_curves(data_dir: str | None, epochs: int, images: int, repeats: int) -> 
         model, _ = load_model(Path(out) / "checkpoint.pt")
     test = load_mnist(data_dir, split="test", binarize="threshold")
     x = next(iter(test.batches(images, shuffle=False)))[0]
-    return snr_curves(
+    curves = snr_curves(
         lambda estimator, k: vae_gradients(
             model, x, estimator, k, repeats, torch.Generator().manual_seed(k)
         ),
         ESTIMATORS,
         KS,
     )
+    return [curve.as_row() for curve in curves]
 
 
 def main() -> None:
@@ -151,20 +120,14 @@ def main() -> None:
         "repeats": args.repeats,
         "vae": {"epochs": args.vae_epochs, "images": args.vae_images, "repeats": args.vae_repeats},
         "ks": list(KS),
-        "curves": {
-            title: [
-                {**curve.__dict__, "slope": curve.slope, "tail_slope": tail_slope(curve)}
-                for curve in curves
-            ]
-            for title, curves in parts.items()
-        },
+        "curves": parts,
         "seconds": seconds,
         "machine": machine(args.threads),
         "torch": torch.__version__,
         "source": source_revision(),
     }
     (args.out / "iwae_snr.json").write_text(json.dumps(result, indent=2) + "\n")
-    plot(parts, args.out / "iwae_snr.png")
+    plot_snr_curves(parts, args.out / "iwae_snr.png")
     if args.image:
         shutil.copyfile(args.out / "iwae_snr.png", args.image)
     lines = [

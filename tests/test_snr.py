@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from samplegrad.lab.compare.runner import compare
 from samplegrad.lab.compare.snr import (
     DECODER,
     ENCODER,
@@ -15,6 +16,8 @@ from samplegrad.lab.compare.snr import (
     signal_to_noise,
     snr_curves,
 )
+
+from stats import Z_MEAN, assert_mean_close
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -45,3 +48,50 @@ def test_the_papers_directions():
     assert snr["dreg", ENCODER][1] > snr["dreg", ENCODER][0]  # rises with K
     for estimator in ("pathwise", "dreg"):
         assert snr[estimator, DECODER][1] > 4 * snr[estimator, DECODER][0]  # ~ sqrt(64) = 8
+
+
+def test_the_exact_gradient_is_the_pathwise_mean(generator):
+    """Along the radial direction ``d / r`` (the only one where ``L_K`` departs from
+    ``log p(x)``, module docstring of ``snr``) and along ``x - mu``, the mean of 2000 pathwise
+    estimates is within ``Z_MEAN`` standard errors of the exact gradient, at K = 1 and 16."""
+    model = GaussianModel()
+    values = model.parameters()
+    x, mu = values["x"], values["mu"]
+    radial = values["A"] @ x + values["b"] - (x + mu) / 2
+    directions = torch.stack([radial / radial.norm(), (x - mu) / (x - mu).norm()], 1)
+    for k in (1, 16):
+        exact = model.exact_gradients(k)
+        estimates = model.gradients("pathwise", k, 2000, generator)
+        for group in (ENCODER, DECODER):
+            b = estimates[group][:, -20:]  # the encoder's b, or the decoder's mu
+            assert_mean_close(b @ directions, exact[group][-20:] @ directions)
+
+
+def test_slopes_on_the_closed_form_model():
+    """The slope of log SNR against log K between K = 8 and 128, with the exact signal
+    ``|G_K|`` (so the only noise is the measured variance's, standard error ``variance_se``):
+    pathwise's encoder SNR falls like ``K^-1/2`` (Rainforth et al. 2018), DReG's rises, the
+    decoder's rises like ``K^1/2``; the tolerance is ``Z_MEAN`` standard errors plus 0.1 for
+    the approach to the asymptotic rate at these K (measured: -0.49, +0.40, +0.49 between 16
+    and 256). The debiased SNR that compare reports gives the same slopes within its own,
+    larger, errors."""
+    ks, repeats = [8, 128], 300
+    result = compare("iwae-gaussian", ["pathwise", "dreg"], ks, repeats, seed=0, timing_calls=1)
+    rows = {(r["estimator"], r["parameter"], r["num_samples"]): r for r in result["rows"]}
+    reported = {(c["estimator"], c["parameter"]): c["slope"] for c in result["snr_curves"]}
+    span = math.log(ks[1] / ks[0])
+    expected = {("pathwise", ENCODER): -0.5, ("pathwise", DECODER): 0.5, ("dreg", DECODER): 0.5}
+    for estimator in ("pathwise", "dreg"):
+        for group in (ENCODER, DECODER):
+            low, high = (rows[estimator, group, k] for k in ks)
+            slope = (
+                math.log(high["exact_gradient"] / low["exact_gradient"]) / span
+                - 0.5 * math.log(high["variance"] / low["variance"]) / span
+            )
+            se = math.hypot(*(r["variance_se"] / r["variance"] / 2 for r in (low, high))) / span
+            if (estimator, group) in expected:
+                assert abs(slope - expected[estimator, group]) < Z_MEAN * se + 0.1
+            else:  # DReG's encoder
+                assert slope > Z_MEAN * se
+            noise = sum(1 / (math.sqrt(repeats) * r["snr"]) for r in (low, high)) / span
+            assert abs(reported[estimator, group] - slope) < Z_MEAN * (se + noise)

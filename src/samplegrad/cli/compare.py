@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from samplegrad.cli._shared import add_threads_option, at_least, writing
-from samplegrad.estimators import catalog
 from samplegrad.lab.compare.runner import (
+    BUILT_IN,
+    PROBLEM_NAMES,
     PROBLEMS,
     CompareError,
+    IWAEGaussian,
     Problem,
     VAEEncoder,
     compare,
@@ -32,8 +34,9 @@ DESCRIPTION = (
     "estimate (forward and backward) and the work-normalised variance, next to the exact "
     "gradient and variance where known (closed forms, quadrature, enumeration). Sweep one "
     "constant with --k START:STOP:COUNT (or --mu, --sigma, --phi, --t) and several K with "
-    "--num-samples 1,2,4. Prints a table and writes DIR/compare.json, DIR/compare.csv and PNG "
-    "plots."
+    "--num-samples 1,2,4. iwae-gaussian measures sg.iwae_bound's gradients (pathwise, dreg, stl, "
+    "vimco) instead, and the log-log slope of their SNR against K. Prints a table and writes "
+    "DIR/compare.json, DIR/compare.csv and PNG plots."
 )
 
 CONSTANTS = {
@@ -56,7 +59,7 @@ def add(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--problem",
         required=True,
-        choices=[*PROBLEMS, VAEEncoder.name],
+        choices=PROBLEM_NAMES,
         help="the expectation whose gradient is estimated (see below)",
     )
     parser.add_argument("--estimators", type=_names, metavar="A,B,...", help=_estimators_help())
@@ -71,10 +74,10 @@ def add(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--num-samples",
         type=_counts,
-        default=[2],
         metavar="K[,K...]",
         help="samples per gradient estimate; several (1,2,4,8) plot the variance against K "
-        "(default: 2)",
+        f"(default: 2), for {IWAEGaussian.name} the SNR against K (its default: "
+        f"{','.join(map(str, IWAEGaussian.default_num_samples))})",
     )
     parser.add_argument(
         "--repeats",
@@ -82,6 +85,7 @@ def add(commands: argparse._SubParsersAction) -> None:
         metavar="R",
         help="independent gradient estimates per estimator, for the mean and variance "
         f"(default: {PROBLEMS['gaussian-quadratic'].default_repeats} for the toy problems, "
+        f"{IWAEGaussian.default_repeats} for {IWAEGaussian.name}, "
         f"{VAEEncoder.default_repeats} for vae-encoder)",
     )
     parser.add_argument(
@@ -124,20 +128,20 @@ def add(commands: argparse._SubParsersAction) -> None:
 
 def _problems_help() -> str:
     """The problems and their constants, for the help's epilog."""
-    toys = [
+    with_constants = [
         f"{name}: {problem.formula} with "
         + ", ".join(f"{k}={v:g}" for k, v in problem.constants().items())
-        for name, problem in PROBLEMS.items()
+        for name, problem in BUILT_IN.items()
         if problem.constants()
     ]
     fixed = [
         f"{name}: {problem.formula}"
-        for name, problem in PROBLEMS.items()
+        for name, problem in BUILT_IN.items()
         if not problem.constants()
     ]
     return (
         "problems: "
-        + "; ".join([*toys, *fixed])
+        + "; ".join([*with_constants, *fixed])
         + f"; vae-encoder: {VAEEncoder.formula} (needs --checkpoint)"
     )
 
@@ -146,11 +150,16 @@ def _estimators_help() -> str:
     specs = estimator_specs().values()
     variants = "; ".join(f"{spec.name}: {spec.summary}" for spec in specs if spec.summary)
     defaults = "; ".join(
-        f"{name}: {','.join(problem.default_estimators)}" for name, problem in PROBLEMS.items()
+        f"{name}: {','.join(problem.default_estimators)}" for name, problem in BUILT_IN.items()
+    )
+    bound = "; ".join(
+        f"{name} takes sg.iwae_bound's gradients instead: {', '.join(problem.bound_gradients)}"
+        for name, problem in BUILT_IN.items()
+        if problem.bound_gradients
     )
     return (
         f"comma-separated estimator names, from: {', '.join(spec.name for spec in specs)} "
-        f"({variants}). Default: {defaults}"
+        f"({variants}); {bound}. Default: {defaults}"
     )
 
 
@@ -160,6 +169,15 @@ def _problem(args: argparse.Namespace) -> tuple[Problem, tuple[str, list[float]]
     swept = [name for name, values in given.items() if len(values) > 1]
     if len(swept) > 1:
         raise CompareError(f"sweep one constant at a time, got {', '.join(swept)}")
+    if args.problem != VAEEncoder.name:
+        vae_only = [f"--{o.replace('_', '-')}" for o in ("checkpoint", "data_dir")
+                    if getattr(args, o) is not None]  # fmt: skip
+        if vae_only:
+            raise CompareError(
+                f"{' and '.join(vae_only)} {'apply' if len(vae_only) > 1 else 'applies'} to "
+                f"--problem vae-encoder only; drop {'them' if len(vae_only) > 1 else 'it'} for "
+                f"{args.problem}"
+            )
     if args.problem == VAEEncoder.name:
         if given:
             raise CompareError(f"vae-encoder has no constants; drop --{', --'.join(given)}")
@@ -169,7 +187,7 @@ def _problem(args: argparse.Namespace) -> tuple[Problem, tuple[str, list[float]]
             args.checkpoint, args.data_dir, args.images, args.seed
         )
     else:
-        problem = PROBLEMS[args.problem]
+        problem = BUILT_IN[args.problem]
     for name, values in given.items():
         problem = problem.with_constant(name, values[0])
     return problem, None if not swept else (swept[0], given[swept[0]])
@@ -179,8 +197,9 @@ def run(args: argparse.Namespace) -> int:
     """Measure, print the table, write the files (the output folder is checked first)."""
     check_output_folder(args.out, "--out")
     problem, sweep = _problem(args)
-    names = args.estimators or _default_names(problem, args.num_samples)
-    result = compare(problem, names, args.num_samples, args.repeats, args.seed, sweep)
+    counts = args.num_samples or list(problem.default_num_samples)
+    names = args.estimators or _default_names(problem, counts)
+    result = compare(problem, names, counts, args.repeats, args.seed, sweep)
     print(format_table(result))
     with writing(args.out):
         paths = [write_json(result, args.out), write_csv(result, args.out)]
@@ -199,7 +218,7 @@ def _default_names(problem: Problem, counts: Sequence[int]) -> list[str]:
     user gives is measured or refused, never left out."""
     names = []
     for name in problem.default_estimators:
-        refusals = [reason for k in counts if (reason := catalog.entry(name).accepts(k))]
+        refusals = [reason for k in counts if (reason := problem.accepts(name, k))]
         if refusals:
             print(f"note: skipped {name}: {refusals[0]}", file=sys.stderr)
         else:

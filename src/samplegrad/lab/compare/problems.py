@@ -16,6 +16,11 @@ enumeration:
   set, :mod:`samplegrad.lab.compare.exact_categorical`).
 - ``categorical-2x3``: two categorical variables of three classes and a cubic cost, by
   enumeration (:mod:`samplegrad.lab.compare.exact_categorical`).
+- ``iwae-gaussian``: the importance-weighted bound of Rainforth et al.'s (2018) Gaussian model,
+  differentiated with respect to the encoder and the decoder with ``sg.iwae_bound``'s gradients
+  (pathwise, DReG, STL, VIMCO) at ``K = 1, 4, 16, 64, 256``: the gradient signal-to-noise ratio
+  against ``K`` and its log-log slope, against the exact gradient
+  (:mod:`samplegrad.lab.compare.snr`).
 - ``vae-encoder``: the negative ELBO of a VAE trained by ``samplegrad train vae``, differentiated
   with respect to its encoder's layers, on a fixed batch of test images: no exact gradient, but
   the estimators' variances, signal-to-noise ratios and costs on a real model.
@@ -29,6 +34,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, ClassVar
@@ -41,7 +47,7 @@ from torch.distributions import Bernoulli, Distribution, Independent, Normal, On
 from samplegrad import diagnostics
 from samplegrad.diagnostics import GradientStats
 from samplegrad.estimators import Estimator, catalog
-from samplegrad.lab.compare import exact_categorical
+from samplegrad.lab.compare import exact_categorical, snr
 from samplegrad.lab.compare.exact_bernoulli import exact_gradient as bernoulli_exact_gradient
 from samplegrad.lab.compare.exact_bernoulli import exact_variance as bernoulli_exact_variance
 from samplegrad.lab.compare.exact_gaussian import Cost1D, cosine, exponential, quadratic
@@ -49,7 +55,7 @@ from samplegrad.lab.compare.exact_gaussian import exact_gradient as gaussian_exa
 from samplegrad.lab.compare.exact_gaussian import exact_variance as gaussian_exact_variance
 
 if TYPE_CHECKING:
-    from samplegrad.lab.compare.runner import EstimatorSpec
+    from samplegrad.lab.compare.runner import BoundGradientSpec, EstimatorSpec
 
 DTYPE = torch.float64
 
@@ -87,6 +93,13 @@ class Problem(abc.ABC):
     event_dims: ClassVar[int] = 0
     """Event dimensions of ``q_phi`` (0 for a scalar variable)."""
     dtype: ClassVar[torch.dtype] = DTYPE
+    default_num_samples: ClassVar[tuple[int, ...]] = (DEFAULT_NUM_SAMPLES,)
+    """The ``K`` measured when none are given."""
+    bound_gradients: ClassVar[tuple[str, ...]] = ()
+    """For a problem of ``sg.iwae_bound``: the gradient names it measures (its ``estimator``
+    argument) instead of the catalog's estimators of ``E_q[f]``."""
+    fits_snr_slopes: ClassVar[bool] = False
+    """Whether ``compare`` fits the log-log slope of the SNR against ``K`` (several ``K``)."""
 
     def constants(self) -> dict[str, float]:
         """The problem's settable numbers (for the header, the JSON and sweeps)."""
@@ -121,6 +134,10 @@ class Problem(abc.ABC):
         """``repeats`` estimates with a fresh instance of ``spec``: statistics per parameter,
         timed (``timing_calls`` per timed block where timing is separate), with the exact
         gradient where known, and the evaluations of ``f`` per estimate where counted."""
+
+    def accepts(self, estimator: str, num_samples: int) -> str | None:
+        """Why ``estimator`` cannot take ``num_samples`` samples here, or ``None``."""
+        return catalog.entry(estimator).accepts(num_samples)
 
     def exact_gradient(self) -> dict[str, float]:
         """``d/dphi E_q[f]`` per parameter; empty where unknown."""
@@ -201,12 +218,7 @@ class BatchedProblem(Problem):
             estimates.append(1)
             estimator(counted_cost, self.distribution(single), num_samples, generator).backward()
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            seconds = diagnostics.seconds_per_call(one_estimate, timing_calls, TIMING_BLOCKS)
-        finally:
-            torch.set_num_threads(threads)
+        seconds = _seconds_on_one_thread(one_estimate, timing_calls)
         generator.manual_seed(seed)
         stats = diagnostics.measure_batched(
             lambda leaves: estimator(self.cost, self.distribution(leaves), num_samples, generator),
@@ -216,6 +228,17 @@ class BatchedProblem(Problem):
             seconds=seconds,
         )
         return Measurement(list(stats.values()), sum(points) / len(estimates))
+
+
+def _seconds_on_one_thread(call: Callable[[], object], calls: int) -> float:
+    """The median over :data:`TIMING_BLOCKS` blocks of ``calls`` calls of the seconds per
+    call, on one thread (:meth:`BatchedProblem.measure` says why)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return diagnostics.seconds_per_call(call, calls, TIMING_BLOCKS)
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True)
@@ -753,6 +776,78 @@ class VAEEncoder(Problem):
         return Measurement(list(stats.values()))
 
 
+@dataclass(frozen=True)
+class IWAEGaussian(Problem):
+    """The importance-weighted bound ``L_K`` of Rainforth et al. (2018)'s Gaussian model
+    (:class:`samplegrad.lab.compare.snr.GaussianModel`: ``D = 20``, one data point, parameters
+    perturbed from the optimum by ``N(0, perturbation^2)``), differentiated by
+    ``sg.iwae_bound`` with respect to the encoder's ``(A, b)`` and the decoder's ``mu`` (two
+    parameter groups). The exact gradient of ``L_K`` is closed-form up to one scalar
+    integral (:meth:`~samplegrad.lab.compare.snr.GaussianModel.exact_gradients`); no exact
+    variance is known. Measured at several ``K``, ``compare`` fits the log-log slope of each
+    group's SNR against ``K``: pathwise's encoder SNR falls, DReG's rises (Tucker et al. 2019).
+    STL is biased for ``K > 1`` (its bias column shows it); VIMCO needs ``K >= 2``."""
+
+    perturbation: float = 0.01
+
+    name: ClassVar[str] = "iwae-gaussian"
+    formula: ClassVar[str] = (
+        "IWAE bound of p(z) = N(mu, I), p(x | z) = N(z, I), q(z | x) = N(A x + b, 2/3 I), "
+        "D = 20 (Rainforth et al. 2018), gradients w.r.t. the encoder (A, b) and decoder mu"
+    )
+    default_repeats: ClassVar[int] = 2000
+    default_num_samples: ClassVar[tuple[int, ...]] = (1, 4, 16, 64, 256)
+    bound_gradients: ClassVar[tuple[str, ...]] = ("pathwise", "dreg", "stl", "vimco")
+    fits_snr_slopes: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.perturbation < math.inf:
+            raise CompareError(f"need a finite perturbation >= 0, got {self.perturbation}")
+
+    @property
+    def model(self) -> snr.GaussianModel:
+        return snr.GaussianModel(perturbation=self.perturbation)
+
+    @property
+    def default_estimators(self) -> tuple[str, ...]:
+        """Those of the paper's figure; ``vimco`` when named."""
+        return ("pathwise", "dreg", "stl")
+
+    def constants(self) -> dict[str, float]:
+        return {"perturbation": self.perturbation}
+
+    def accepts(self, estimator: str, num_samples: int) -> str | None:
+        if estimator == "vimco" and num_samples < 2:
+            return "vimco needs num_samples >= 2 (leave-one-out signals)"
+        return None
+
+    def example_distribution(self) -> Distribution:
+        values = self.model.parameters()
+        return Independent(Normal(values["A"] @ values["x"] + values["b"], 1.0), 1)
+
+    def try_estimate(self, estimator: Estimator | str, num_samples: int) -> None:
+        self.model.gradients(estimator, num_samples, 1, torch.Generator())  # type: ignore[arg-type]
+
+    def measure(
+        self, spec: BoundGradientSpec, num_samples: int, repeats: int, seed: int, timing_calls: int
+    ) -> Measurement:
+        """Time single estimates (as :meth:`BatchedProblem.measure`), then draw ``repeats`` in
+        one batched call; ``log_weight`` is evaluated at ``K`` points per estimate."""
+        estimator, model = spec.build(self), self.model
+        generator = torch.Generator().manual_seed(seed)
+        seconds = _seconds_on_one_thread(
+            lambda: model.gradients(estimator, num_samples, 1, generator), timing_calls
+        )
+        generator.manual_seed(seed)
+        gradients = model.gradients(estimator, num_samples, repeats, generator)
+        exact = model.exact_gradients(num_samples)
+        stats = [
+            diagnostics.gradient_stats(group, estimates, exact[group], seconds)
+            for group, estimates in gradients.items()
+        ]
+        return Measurement(stats, float(num_samples))
+
+
 PROBLEMS: dict[str, BatchedProblem] = {
     p.name: p
     for p in (
@@ -764,5 +859,12 @@ PROBLEMS: dict[str, BatchedProblem] = {
         CategoricalProduct(),
     )
 }
-"""The toy problems ``samplegrad compare --problem`` offers, with their default constants;
+"""The toy problems of ``E_q[f]``, with their default constants."""
+
+BUILT_IN: dict[str, Problem] = {**PROBLEMS, IWAEGaussian.name: IWAEGaussian()}
+"""Every problem ``samplegrad compare --problem`` builds by name, with its default constants:
+the one place a new problem is declared (the command line's choices and help read it);
 ``vae-encoder`` is built from a checkpoint (:meth:`VAEEncoder.from_checkpoint`)."""
+
+PROBLEM_NAMES: tuple[str, ...] = (*BUILT_IN, VAEEncoder.name)
+"""The names ``samplegrad compare --problem`` takes."""

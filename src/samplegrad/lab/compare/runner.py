@@ -53,6 +53,8 @@ from torch import Tensor, nn
 from samplegrad.estimators import Estimator, catalog
 from samplegrad.lab.compare import problems as compare_problems
 from samplegrad.lab.compare.problems import (
+    BUILT_IN,
+    PROBLEM_NAMES,
     PROBLEMS,
     BatchedProblem,
     Bernoulli3D,
@@ -62,23 +64,29 @@ from samplegrad.lab.compare.problems import (
     GaussianCos,
     GaussianExp,
     GaussianQuadratic,
+    IWAEGaussian,
     Measurement,
     Problem,
     VAEEncoder,
 )
+from samplegrad.lab.compare.snr import Curve, debiased_snr
 from samplegrad.lab.files import write_atomic
 
 __all__ = [
+    "BUILT_IN",
     "PROBLEMS",
+    "PROBLEM_NAMES",
     "BatchedProblem",
     "Bernoulli3D",
     "BernoulliToy",
+    "BoundGradientSpec",
     "CategoricalProduct",
     "CompareError",
     "EstimatorSpec",
     "GaussianCos",
     "GaussianExp",
     "GaussianQuadratic",
+    "IWAEGaussian",
     "Problem",
     "Result",
     "VAEEncoder",
@@ -146,6 +154,18 @@ class EstimatorSpec:
         )
 
 
+@dataclass(frozen=True)
+class BoundGradientSpec:
+    """A gradient of ``sg.iwae_bound`` (its ``estimator`` argument), for the problems of the
+    bound (:attr:`samplegrad.lab.compare.problems.Problem.bound_gradients`)."""
+
+    name: str
+
+    def build(self, problem: Problem) -> str:
+        """The name itself: ``sg.iwae_bound`` takes it."""
+        return self.name
+
+
 def estimator_specs() -> dict[str, EstimatorSpec]:
     """Every name of :data:`samplegrad.estimators.catalog.CATALOG`, read at call time, so
     estimators registered later appear too."""
@@ -197,7 +217,7 @@ class Result(TypedDict, total=False):
 def compare(
     problem: str | Problem,
     estimators: Sequence[str] | None = None,
-    num_samples: int | Sequence[int] = compare_problems.DEFAULT_NUM_SAMPLES,
+    num_samples: int | Sequence[int] | None = None,
     repeats: int | None = None,
     seed: int = 0,
     sweep: tuple[str, Sequence[float]] | None = None,
@@ -208,8 +228,10 @@ def compare(
 
     Args:
         problem: a name in :data:`PROBLEMS` or a :class:`Problem` instance.
-        estimators: names from :func:`estimator_specs`; ``None`` for the problem's defaults.
-        num_samples: ``K``, samples per gradient estimate, or several ``K`` to measure each.
+        estimators: names from :func:`estimator_specs` (for a problem of ``sg.iwae_bound``,
+            from its ``bound_gradients``); ``None`` for the problem's defaults.
+        num_samples: ``K``, samples per gradient estimate, or several ``K`` to measure each;
+            ``None`` for the problem's ``default_num_samples`` (2 for most).
         repeats: ``R >= 2``, independent gradient estimates per estimator; ``None`` for the
             problem's default (100 000 for the toy problems).
         seed: seeds every estimator's ``torch.Generator``.
@@ -227,7 +249,10 @@ def compare(
         seed, the torch version, one row per estimator x parameter x sweep value x ``K`` (the
         columns of :data:`ROW_COLUMNS`, plus the swept constant), and, when swept, the exact
         curves: per estimator, parameter and ``K``, the grid ``x`` and the exact ``variance``
-        (``None`` where unknown).
+        (``None`` where unknown). For a problem that fits SNR slopes (``iwae-gaussian``), also
+        ``snr_curves``: per estimator and parameter, the ``K`` values, the SNR at each with
+        ``|E g|^2`` debiased (:func:`samplegrad.lab.compare.snr.debiased_snr`), and the
+        least-squares slopes of log SNR against log K over all ``K`` and over ``K >= 16``.
 
     Raises:
         CompareError: unknown problem, constant or estimator, an estimator that cannot handle
@@ -235,7 +260,9 @@ def compare(
     """
     problem = _resolve_problem(problem)
     timing_calls = compare_problems.TIMING_CALLS if timing_calls is None else timing_calls
-    sample_counts = _check_num_samples(num_samples)
+    sample_counts = _check_num_samples(
+        problem.default_num_samples if num_samples is None else num_samples
+    )
     repeats = problem.default_repeats if repeats is None else repeats
     _check_repeats(repeats)
     points = _sweep_points(problem, sweep)
@@ -266,7 +293,30 @@ def compare(
     if sweep is not None:
         values = [v for v, _ in points]
         result["exact_curves"] = _exact_curves(problem, sweep[0], values, specs, sample_counts)
+    if problem.fits_snr_slopes:
+        result["snr_curves"] = snr_curves(rows, repeats, None if sweep is None else sweep[0])
     return result
+
+
+def snr_curves(rows: Sequence[Row], repeats: int, swept: str | None = None) -> list[Row]:
+    """Per estimator, parameter (and sweep value), the debiased SNR against ``K`` from the
+    rows' mean norms and variances, with its log-log slopes
+    (:meth:`samplegrad.lab.compare.snr.Curve.as_row`; a slope is ``None`` with fewer than two
+    ``K``, or an SNR of 0)."""
+    values: dict[tuple[object, ...], list[Row]] = {}
+    for row in rows:
+        key = (row["estimator"], row["parameter"], None if swept is None else row[swept])
+        values.setdefault(key, []).append(row)
+    curves = []
+    for (estimator, parameter, value), chosen in values.items():
+        snr = [
+            debiased_snr(row["gradient_mean"], row["variance"], repeats)  # type: ignore[arg-type]
+            for row in chosen
+        ]
+        ks = [row["num_samples"] for row in chosen]
+        curve = Curve(str(estimator), str(parameter), ks, snr).as_row()  # type: ignore[arg-type]
+        curves.append(curve if swept is None else {swept: value, **curve})
+    return curves
 
 
 def _resolve_problem(problem: str | Problem) -> Problem:
@@ -277,10 +327,9 @@ def _resolve_problem(problem: str | Problem) -> Problem:
             "problem 'vae-encoder' needs a trained model: give --checkpoint (from "
             "`samplegrad train vae`), or build VAEEncoder.from_checkpoint(...)"
         )
-    if problem not in PROBLEMS:
-        names = ", ".join([*PROBLEMS, VAEEncoder.name])
-        raise CompareError(f"unknown problem {problem!r}; choose one of {names}")
-    return PROBLEMS[problem]
+    if problem not in BUILT_IN:
+        raise CompareError(f"unknown problem {problem!r}; choose one of {', '.join(PROBLEM_NAMES)}")
+    return BUILT_IN[problem]
 
 
 def _is_int(value: object) -> bool:
@@ -314,17 +363,28 @@ def _sweep_points(
     return [(value, problem.with_constant(name, value)) for value in values]
 
 
-def _resolve_estimators(problem: Problem, names: Sequence[str] | None) -> list[EstimatorSpec]:
-    """The specs for ``names``, checked against the registry and the problem's distribution."""
-    specs = estimator_specs()
+def _resolve_estimators(
+    problem: Problem, names: Sequence[str] | None
+) -> list[EstimatorSpec | BoundGradientSpec]:
+    """The specs for ``names``, checked against the registry and the problem's distribution
+    (for a problem of ``sg.iwae_bound``, against its gradients)."""
     names = list(problem.default_estimators if names is None else names)
     if not names:
         raise CompareError("no estimators given; name at least one")
+    if problem.bound_gradients:
+        return _resolve_bound_gradients(problem, names)
+    specs = estimator_specs()
     unknown = [n for n in names if n not in specs]
     if unknown:
+        hints = [
+            f"; {n!r} is a gradient of sg.iwae_bound: measure it with --problem {owner}"
+            for n in unknown
+            for owner, other in BUILT_IN.items()
+            if n in other.bound_gradients
+        ]
         raise CompareError(
             f"unknown estimator{'s' if len(unknown) > 1 else ''} "
-            f"{', '.join(map(repr, unknown))}; valid names: {', '.join(specs)}"
+            f"{', '.join(map(repr, unknown))}; valid names: {', '.join(specs)}{''.join(hints)}"
         )
     dist = problem.example_distribution()
     unfit = [n for n in names if not specs[n].entry.supports(dist)]
@@ -337,7 +397,23 @@ def _resolve_estimators(problem: Problem, names: Sequence[str] | None) -> list[E
     return [specs[n] for n in dict.fromkeys(names)]
 
 
-def _check_runs(problem: Problem, spec: EstimatorSpec, num_samples: int) -> None:
+def _resolve_bound_gradients(problem: Problem, names: list[str]) -> list[BoundGradientSpec]:
+    """``names`` as gradients of ``sg.iwae_bound``; any other name is refused, with the fix."""
+    other = [n for n in names if n not in problem.bound_gradients]
+    if other:
+        raise CompareError(
+            f"problem {problem.name!r} measures the gradients of sg.iwae_bound, and "
+            f"{', '.join(map(repr, other))} {'is' if len(other) == 1 else 'are'} not one of them: "
+            f"name some of {', '.join(problem.bound_gradients)} (e.g. --estimators "
+            f"{','.join(problem.default_estimators)}), or pick a problem of E_q[f] for the "
+            "catalog's estimators"
+        )
+    return [BoundGradientSpec(n) for n in dict.fromkeys(names)]
+
+
+def _check_runs(
+    problem: Problem, spec: EstimatorSpec | BoundGradientSpec, num_samples: int
+) -> None:
     """Run one throw-away estimate, turning the estimator's own argument errors into ours."""
     try:
         problem.try_estimate(spec.build(problem), num_samples)
@@ -350,7 +426,7 @@ def _check_runs(problem: Problem, spec: EstimatorSpec, num_samples: int) -> None
 
 def _rows(
     problem: Problem,
-    spec: EstimatorSpec,
+    spec: EstimatorSpec | BoundGradientSpec,
     num_samples: int,
     measurement: Measurement,
     sweep: tuple[str, Sequence[float]] | None,
@@ -456,6 +532,14 @@ def format_table(result: Result) -> str:
     ]
     for line in lines:  # K is an integer
         line[keys.index("num_samples")] = line[keys.index("num_samples")].split(".")[0]
+    table = [header, *_aligned(titles, lines)]
+    if "snr_curves" in result:
+        table += ["", *_snr_table(result["snr_curves"])]
+    return "\n".join(table)
+
+
+def _aligned(titles: list[str], lines: list[list[str]]) -> list[str]:
+    """The titles and the lines in columns, the first two left-aligned, the others right."""
     widths = [max(len(cell) for cell in column) for column in zip(titles, *lines, strict=True)]
 
     def join(cells: list[str]) -> str:
@@ -464,7 +548,33 @@ def format_table(result: Result) -> str:
             for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
         )
 
-    return "\n".join([header, join(titles), *(join(cells) for cells in lines)])
+    return [join(titles), *(join(cells) for cells in lines)]
+
+
+def _snr_table(curves: list[Row]) -> list[str]:
+    """The SNR against ``K`` and its slopes, a line per estimator and parameter (and sweep
+    value, in the order measured)."""
+    counts = curves[0]["num_samples"] if curves else []
+    titles = ["estimator", "parameter", *(f"K={k}" for k in counts), "slope", "slope K>=16"]
+    lines = [
+        [
+            str(curve["estimator"]),
+            str(curve["parameter"]),
+            *map(_number, curve["snr"]),  # type: ignore[arg-type]
+            _signed(curve["slope"]),
+            _signed(curve["tail_slope"]),
+        ]
+        for curve in curves
+    ]
+    note = (
+        "SNR = |E g| / sqrt(tr Cov g) against K (|E g|^2 debiased), least-squares slopes of "
+        "log SNR against log K:"
+    )
+    return [note, *_aligned(titles, lines)]
+
+
+def _signed(value: object) -> str:
+    return MISSING if value is None else f"{value:+.3f}"
 
 
 def _number(value: object) -> str:

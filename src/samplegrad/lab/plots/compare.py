@@ -23,6 +23,11 @@ How to read each plot:
   signal-to-noise ratio ``|mean| / std`` of one gradient estimate (log x axis, larger is
   better). A hatched bar running to the right edge, marked "∞ (variance 0)", is an estimator
   with zero variance.
+- :func:`plot_snr_vs_samples` (``snr_vs_samples.png``, for results with ``snr_curves``, the
+  ``iwae-gaussian`` problem): the signal-to-noise ratio of each parameter group's gradient
+  against ``K`` on log-log axes, a panel per group, a line per estimator, its least-squares
+  slope in the legend (Rainforth et al. 2018, Fig. 2: -1/2 is an SNR falling like
+  ``1/sqrt(K)``).
 - :func:`plot_work_normalized_variance` (``work_normalized_variance.png``): bars of the
   variance times the microseconds one estimate takes (log x axis, smaller is better): the
   variance per unit of compute, which ranks estimators fairly when their costs differ.
@@ -56,6 +61,8 @@ if TYPE_CHECKING:
 __all__ = [
     "plot_result",
     "plot_snr",
+    "plot_snr_curves",
+    "plot_snr_vs_samples",
     "plot_variance_sweep",
     "plot_variance_vs_samples",
     "plot_work_normalized_variance",
@@ -78,6 +85,9 @@ _STYLES: dict[str, tuple[str, str]] = {
     "gumbel-hard": ("#7b4173", "H"),
     "straight-through": ("#637939", "8"),
     "enumerate": ("#000000", "d"),
+    "stl": ("#31a354", "s"),
+    "dreg": ("#e6550d", "D"),
+    "vimco": ("#756bb1", "^"),
 }
 """Colour and marker of every estimator ``samplegrad compare`` knows, fixed across results."""
 
@@ -614,6 +624,58 @@ def plot_work_normalized_variance(
     return _plot_bars(result, path, work, xlabel, num_samples, sweep_value)
 
 
+# --------------------------------------------------------------------------- SNR against K
+
+
+def plot_snr_curves(
+    parts: Mapping[str, Sequence[Mapping[str, Any]]], path: Path, title: str = ""
+) -> Path:
+    """SNR against ``K`` on log-log axes: a row of panels per part (its name the row's title),
+    a panel per parameter group, a line per estimator labelled with its slopes over all ``K``
+    and over ``K >= 16``. Each curve is a mapping with ``estimator``, ``parameter``,
+    ``num_samples``, ``snr`` (``None`` is not drawn), ``slope`` and ``tail_slope``."""
+    groups = {name: _first_seen(curves, "parameter") for name, curves in parts.items()}
+    columns = max(len(g) for g in groups.values())
+    figure = new_figure(4.6 * columns, 3.6 * len(parts) + (0.4 if title else 0.0))
+    if title:
+        figure.suptitle("\n".join(textwrap.wrap(title, int(4.6 * columns * 12.5))), fontsize=9)
+    grid = figure.subplots(len(parts), columns, squeeze=False)
+    for row, (name, curves) in zip(grid, parts.items(), strict=True):
+        styles = _styles({"rows": curves})
+        for axes, group in zip(row, groups[name], strict=False):
+            for curve in (c for c in curves if c["parameter"] == group):
+                colour, marker = styles[curve["estimator"]]
+                axes.loglog(
+                    curve["num_samples"],
+                    _as_float(curve["snr"]),
+                    color=colour,
+                    marker=marker,
+                    label=f"{curve['estimator']} (slope {_slope(curve['slope'])}, "
+                    f"K>=16: {_slope(curve['tail_slope'])})",
+                )
+            axes.set_xlabel("importance samples K")
+            axes.set_ylabel("gradient SNR")
+            axes.set_title(f"{name}: {group}", fontsize=9)
+            axes.legend(fontsize=7)
+        for axes in row[len(groups[name]) :]:
+            axes.set_visible(False)
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def _slope(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.2f}"
+
+
+def plot_snr_vs_samples(result: Mapping[str, Any], path: Path) -> Path:
+    """:func:`plot_snr_curves` of a result's ``snr_curves``, titled with the problem."""
+    title = (
+        f"{result['problem']}: {result['formula']}; {_fixed_constants(result)}; "
+        f"{_counts(None, result['repeats'])}; SNR = |E g| / sqrt(tr Cov g), |E g|^2 debiased"
+    )
+    return plot_snr_curves({result["problem"]: result["snr_curves"]}, path, title)
+
+
 # --------------------------------------------------------------------------- all plots
 
 
@@ -622,7 +684,8 @@ def plot_result(result: Mapping[str, Any], directory: Path) -> list[Path]:
 
     ``variance_vs_<constant>.png`` when a constant was swept over at least two values (the
     name with characters other than letters, digits, ``.``, ``_`` and ``-`` replaced by
-    ``_``), ``variance_vs_samples.png`` when at least two ``K`` were measured, ``snr.png``
+    ``_``), ``variance_vs_samples.png`` when at least two ``K`` were measured,
+    ``snr_vs_samples.png`` when the result has ``snr_curves``, ``snr.png``
     and ``work_normalized_variance.png``; all at the first ``K`` and the first sweep value.
     Returns the files written.
     """
@@ -634,6 +697,8 @@ def plot_result(result: Mapping[str, Any], directory: Path) -> list[Path]:
         paths.append(plot_variance_sweep(result, directory / f"variance_vs_{name}.png"))
     if len(result["num_samples"]) >= 2:
         paths.append(plot_variance_vs_samples(result, directory / "variance_vs_samples.png"))
+    if result.get("snr_curves"):
+        paths.append(plot_snr_vs_samples(result, directory / "snr_vs_samples.png"))
     paths.append(plot_snr(result, directory / "snr.png"))
     paths.append(plot_work_normalized_variance(result, directory / "work_normalized_variance.png"))
     return paths
