@@ -124,7 +124,7 @@ from samplegrad.lab.training import distributed as distributed
 from samplegrad.lab.training.config import EpochConfig, TrainError, check_field, option
 from samplegrad.lab.training.data import load_splits
 from samplegrad.lab.training.files import CHECKPOINT, read_checkpoint, trainer_of
-from samplegrad.lab.training.loop import OnStep, Trainer, compiled, train
+from samplegrad.lab.training.loop import OnStep, Trainer, train
 from samplegrad.lab.training.seeds import (
     check_replicable,
     generators,
@@ -136,9 +136,11 @@ from samplegrad.lab.training.seeds import (
 __all__ = [
     "ARCHS",
     "CHECKPOINT",
+    "COMPILE_PLANS",
     "CSV_COLUMNS",
     "SEEDS_CSV_COLUMNS",
     "SUMMARY_KEYS",
+    "CompilePlan",
     "TrainConfig",
     "TrainError",
     "VAETrainer",
@@ -219,8 +221,9 @@ _SEEDS_HELP = (
 _BINARIZE_HELP = "how grey levels become pixels; dynamic resamples them each time an image is drawn"
 _IWAE_HELP = "importance samples per test image for the IWAE bound"
 _COMPILE_HELP = (
-    "compile the training step (loss, backward, Adam) with torch.compile; on CUDA also capture "
-    "it as a CUDA graph. The first steps take tens of seconds"
+    "compile the training step with torch.compile, the parts that measured faster on the device: "
+    "on the CPU the Adam step, on CUDA also the loss and its backward, captured as CUDA graphs. "
+    "The first steps take seconds to tens of seconds"
 )
 
 
@@ -472,6 +475,61 @@ class _Objective(nn.Module):
         return _loss(self.model, self.estimator, x, num_samples, generator, self.bound)
 
 
+@dataclasses.dataclass(frozen=True)
+class CompilePlan:
+    """What :func:`training_step` hands to ``torch.compile``, and in which mode.
+
+    Attributes:
+        loss: compile the loss (its forward and, through AOTAutograd, its backward; the noise
+            draws from the step's ``torch.Generator`` stay eager, between the graphs).
+        optimizer: compile ``optimizer.step`` (inductor fuses Adam's per-parameter
+            arithmetic into a few kernels).
+        mode: ``torch.compile``'s mode: ``"default"``, ``"reduce-overhead"`` (CUDA graphs),
+            ``"max-autotune-no-cudagraphs"``, ...
+    """
+
+    loss: bool
+    optimizer: bool
+    mode: str = "default"
+
+    @property
+    def name(self) -> str:
+        """E.g. ``"loss+optimizer, default"``."""
+        parts = [part for part, on in (("loss", self.loss), ("optimizer", self.optimizer)) if on]
+        return f"{'+'.join(parts) or 'nothing'}, {self.mode}"
+
+
+COMPILE_PLANS: dict[str, CompilePlan] = {
+    "cpu": CompilePlan(loss=False, optimizer=True),
+    "cuda": CompilePlan(loss=True, optimizer=True, mode="reduce-overhead"),
+}
+"""Per device type, what ``compile=True`` (``--compile``) compiles: the parts that measured
+faster than eager in ``benchmarks/gpu.py`` (its rows per plan). On the CPU only the Adam step
+gains: the compiled loss of the Gaussian and the Bernoulli (DisARM) VAE ran slower than
+eager, its matrix products being the same library calls and its graph split at every noise
+draw. On CUDA the loss and the step are captured as CUDA graphs, which removes the per-kernel
+launch cost."""
+
+_UNMEASURED = CompilePlan(loss=True, optimizer=True)
+"""The plan of ``compile=True`` on a device type that :data:`COMPILE_PLANS` does not list."""
+
+
+def _compile_step(
+    loss: Callable[[Tensor], LossOutput], optimizer: torch.optim.Optimizer, plan: CompilePlan
+) -> tuple[Callable[[Tensor], LossOutput], Callable[[], Any]]:
+    """``loss`` and ``optimizer.step``, each compiled as ``plan`` says. Shapes are static
+    (``dynamic=False``): an epoch's short last batch gets a graph of its own instead of turning
+    every later step into a graph for any batch size."""
+
+    def compiled(function: Callable[..., Any]) -> Callable[..., Any]:
+        return torch.compile(function, mode=plan.mode, dynamic=False)
+
+    return (
+        compiled(loss) if plan.loss else loss,
+        compiled(optimizer.step) if plan.optimizer else optimizer.step,
+    )
+
+
 def training_step(
     model: nn.Module,
     estimator: Estimator | None,
@@ -479,7 +537,7 @@ def training_step(
     *,
     num_samples: int,
     generator: torch.Generator,
-    compile: bool = False,
+    compile: bool | CompilePlan = False,
     objective: nn.Module | None = None,
     replicas: int = 1,
 ) -> Callable[[Tensor], Tensor]:
@@ -488,9 +546,9 @@ def training_step(
     it returns the per-image ELBO estimates of this process's rows, detached, and reads
     nothing back to the host, so a loop of steps runs ahead of an asynchronous device.
 
-    With ``compile=True`` the loss (forward and, through AOTAutograd, backward) and the
-    optimiser step are each compiled (:func:`samplegrad.lab.training.loop.compiled`). The
-    first calls compile (tens of seconds).
+    With ``compile=True`` the parts that gain on the model's device are compiled
+    (:data:`COMPILE_PLANS`); a :class:`CompilePlan` chooses them explicitly. The first calls
+    compile (seconds to tens of seconds).
 
     Under ``torchrun`` (module docstring, "Many processes") ``x`` is the global batch: each
     process trains on its rows, with ``objective`` the model and estimator wrapped in
@@ -507,8 +565,11 @@ def training_step(
     def objective_loss(x: Tensor) -> LossOutput:
         return objective(x, num_samples, generator)
 
-    device = next(model.parameters()).device
-    loss, optimizer_step = compiled(objective_loss, optimizer, compile, device)
+    loss, optimizer_step = objective_loss, optimizer.step
+    if compile:
+        device = next(model.parameters()).device
+        plan = COMPILE_PLANS.get(device.type, _UNMEASURED) if compile is True else compile
+        loss, optimizer_step = _compile_step(objective_loss, optimizer, plan)
 
     def step(x: Tensor) -> Tensor:
         rows = distributed.shard(len(x))  # all of x in a single process
