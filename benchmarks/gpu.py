@@ -22,7 +22,7 @@ Gaussian VAE (784-400-20, one pathwise sample, Adam 1e-3):
 runs) with
   batches from ``MNIST.batches``; ``samplegrad-compiled``: the same with ``compile=True``,
   i.e. ``--compile`` (what it compiles on the device:
-  ``samplegrad.lab.training.vae.COMPILE_PLANS``), and one ``samplegrad-compiled (PLAN)`` row
+  ``samplegrad.lab.training.vae.compile_plan``), and one ``samplegrad-compiled (PLAN)`` row
   per other :class:`~samplegrad.lab.training.vae.CompilePlan` of :func:`compile_plans` (loss,
   optimizer step or both; per mode), from which ``COMPILE_PLANS`` is chosen.
 
@@ -73,7 +73,7 @@ from samplegrad._internal.sampling import ReplicaGenerators
 from samplegrad.lab.data import MNIST, load_mnist
 from samplegrad.lab.models import BernoulliVAE, GaussianVAE, make_estimator
 from samplegrad.lab.models.replicated import replicate
-from samplegrad.lab.training.vae import COMPILE_PLANS, CompilePlan, training_step
+from samplegrad.lab.training.vae import CompilePlan, compile_plan, training_step
 
 from _machine import cpu_model, source_revision
 
@@ -310,9 +310,14 @@ def seeded_model(model_name: str, seed: int, device: torch.device) -> tuple[nn.M
         return model, make_estimator("disarm", model).to(device)
 
 
-def compile_plans(device: torch.device) -> list[CompilePlan]:
-    """The plans measured besides ``--compile``'s own: each part alone and both, in the default
-    mode; both with inductor's GEMM autotuning; on CUDA both as CUDA graphs
+def default_plan(device: torch.device, model_name: str) -> CompilePlan:
+    """What ``--compile`` compiles for the model's loss on ``device``."""
+    return compile_plan(device, seeded_model(model_name, SEED, device)[1])
+
+
+def compile_plans(device: torch.device, default: CompilePlan) -> list[CompilePlan]:
+    """The plans measured besides ``--compile``'s own (``default``): each part alone and both,
+    in the default mode; both with inductor's GEMM autotuning; on CUDA both as CUDA graphs
     (``reduce-overhead``, which on the CPU is the default mode)."""
     plans = [
         CompilePlan(loss=False, optimizer=True),
@@ -322,7 +327,7 @@ def compile_plans(device: torch.device) -> list[CompilePlan]:
     ]
     if device.type == "cuda":
         plans.append(CompilePlan(loss=True, optimizer=True, mode="reduce-overhead"))
-    return [plan for plan in plans if plan != COMPILE_PLANS.get(device.type)]
+    return [plan for plan in plans if plan != default]
 
 
 def samplegrad_loop(
@@ -368,7 +373,7 @@ def samplegrad_loop(
         + (f"-seeds{seeds}" if seeds > 1 else "")
     )
     what = "DisARM, 2 samples" if model_name == "bernoulli" else "pathwise, 1 sample"
-    plan = COMPILE_PLANS.get(device.type) if compiled is True else compiled
+    plan = default_plan(device, model_name) if compiled is True else compiled
     extras = (f", torch.compile of {plan.name}" if plan else "") + (
         f", {seeds} replicas" if seeds > 1 else ""
     )
@@ -650,10 +655,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         notes.append(peer)
     else:
         contenders.append(peer)
-    variants: list[bool | CompilePlan] = [False]
-    if args.compile:
-        variants += [True, *(compile_plans(device) if args.plans else [])]
     for model_name in ("gaussian", "bernoulli"):
+        variants: list[bool | CompilePlan] = [False]
+        if args.compile:
+            default = default_plan(device, model_name)
+            variants += [True, *(compile_plans(device, default) if args.plans else [])]
         for compiled in variants:
             contenders.append(samplegrad_loop(data, device, model_name, compiled))
         contenders.append(samplegrad_loop(data, device, model_name, False, SEEDS))

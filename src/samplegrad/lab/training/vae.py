@@ -145,6 +145,7 @@ __all__ = [
     "TrainError",
     "VAETrainer",
     "build_model",
+    "compile_plan",
     "fit",
     "load_model",
     "training_step",
@@ -222,8 +223,8 @@ _BINARIZE_HELP = "how grey levels become pixels; dynamic resamples them each tim
 _IWAE_HELP = "importance samples per test image for the IWAE bound"
 _COMPILE_HELP = (
     "compile the training step with torch.compile, the parts that measured faster on the device: "
-    "on the CPU the Adam step, on CUDA also the loss and its backward, captured as CUDA graphs. "
-    "The first steps take seconds to tens of seconds"
+    "the Adam step; the loss and its backward too on CUDA (as CUDA graphs) and, on the CPU, for "
+    "the discrete latents' estimators. The first steps take seconds to tens of seconds"
 )
 
 
@@ -499,19 +500,27 @@ class CompilePlan:
         return f"{'+'.join(parts) or 'nothing'}, {self.mode}"
 
 
-COMPILE_PLANS: dict[str, CompilePlan] = {
-    "cpu": CompilePlan(loss=False, optimizer=True),
-    "cuda": CompilePlan(loss=True, optimizer=True, mode="reduce-overhead"),
+COMPILE_PLANS: dict[tuple[str, bool], CompilePlan] = {
+    ("cpu", False): CompilePlan(loss=False, optimizer=True),
+    ("cpu", True): CompilePlan(loss=True, optimizer=True),
+    ("cuda", False): CompilePlan(loss=True, optimizer=True, mode="reduce-overhead"),
+    ("cuda", True): CompilePlan(loss=True, optimizer=True, mode="reduce-overhead"),
 }
-"""Per device type, what ``compile=True`` (``--compile``) compiles: the parts that measured
-faster than eager in ``benchmarks/gpu.py`` (its rows per plan). On the CPU only the Adam step
-gains: the compiled loss of the Gaussian and the Bernoulli (DisARM) VAE ran slower than
-eager, its matrix products being the same library calls and its graph split at every noise
-draw. On CUDA the loss and the step are captured as CUDA graphs, which removes the per-kernel
-launch cost."""
+"""Per device type and whether the loss runs an estimator (a discrete VAE's), what
+``compile=True`` (``--compile``) compiles: the parts that measured faster than eager in
+``benchmarks/gpu.py`` (its rows per plan). On the CPU the Adam step gains everywhere; the
+Gaussian VAE's loss does not (its time is in matrix products, the same library calls
+compiled or not, and its graph splits at the noise draw), while an estimator's element-wise
+arithmetic (DisARM's) gains from fusion. On CUDA the loss and the step are captured as CUDA
+graphs, which removes the per-kernel launch cost."""
 
-_UNMEASURED = CompilePlan(loss=True, optimizer=True)
-"""The plan of ``compile=True`` on a device type that :data:`COMPILE_PLANS` does not list."""
+
+def compile_plan(device: torch.device, estimator: Estimator | None) -> CompilePlan:
+    """What ``compile=True`` compiles for a loss with ``estimator`` (``None``: the Gaussian
+    VAE's sampling layer or the IWAE bound) on ``device``: :data:`COMPILE_PLANS`, and both
+    parts in the default mode on a device type it does not list."""
+    default = CompilePlan(loss=True, optimizer=True)
+    return COMPILE_PLANS.get((device.type, estimator is not None), default)
 
 
 def _compile_step(
@@ -568,7 +577,7 @@ def training_step(
     loss, optimizer_step = objective_loss, optimizer.step
     if compile:
         device = next(model.parameters()).device
-        plan = COMPILE_PLANS.get(device.type, _UNMEASURED) if compile is True else compile
+        plan = compile_plan(device, estimator) if compile is True else compile
         loss, optimizer_step = _compile_step(objective_loss, optimizer, plan)
 
     def step(x: Tensor) -> Tensor:
