@@ -13,16 +13,27 @@ Gaussian VAE (784-400-20, one pathwise sample, Adam 1e-3):
   ``loss.item()`` read every step;
 - ``hand``: a hand-written loop over device-resident tensors (a permutation indexes the
   images, ``torch.bernoulli`` binarizes, the loss is summed on the device): the reference;
+- ``hand-compiled``: the hand step with its loss and Adam step compiled by ``torch.compile``
+  (static shapes): what compiling buys a hand-written loop;
 - ``hand-cuda-graph``: the hand step captured as one CUDA graph (static input buffer,
   ``Adam(capturable=True)``), replayed per batch; CUDA only;
 - ``pyro``: Pyro's ``SVI`` with ``Trace_ELBO`` on the same network, if ``pyro-ppl`` is installed;
 - ``samplegrad``: ``samplegrad.lab.training.vae.training_step`` (what ``samplegrad train vae``
 runs) with
-  batches from ``MNIST.batches``; ``samplegrad-compiled``: the same with ``compile=True``.
+  batches from ``MNIST.batches``; ``samplegrad-compiled``: the same with ``compile=True``,
+  i.e. ``--compile`` (what it compiles on the device:
+  ``samplegrad.lab.training.vae.compile_plan``), and one ``samplegrad-compiled (PLAN)`` row
+  per other :class:`~samplegrad.lab.training.vae.CompilePlan` of :func:`compile_plans` (loss,
+  optimizer step or both; per mode), from which ``COMPILE_PLANS`` is chosen.
 
 Bernoulli VAE (``BernoulliVAE("linear")``, 200 binary latents, DisARM with 2 samples):
 ``samplegrad`` and ``samplegrad-compiled``. For both models, ``samplegrad-seeds8``: 8
 replicas with their own seeds in one batched step (``samplegrad train vae --seeds 8``).
+
+The arithmetic floor: the GEMM FLOPs of a Gaussian VAE step (:func:`step_flops`, the
+784-400-20 network's forward and backward products) x 469 steps, over the rate of those same
+products measured in the same run (:func:`gemm_rate`); each Gaussian row gives its epoch time
+over that floor.
 
 Peak memory (CUDA only): ``torch.cuda.max_memory_allocated`` during the timed steps, against
 the hand loop's. Then the estimator micro-benchmarks of ``benchmarks/overhead.py`` on the same
@@ -32,6 +43,7 @@ device synchronisation).
 Usage::
 
     python benchmarks/gpu.py [--data-dir DIR] [--out benchmarks/results] [--quick]
+        [--no-compile | --no-compile-plans]
 
 Writes ``OUT/gpu.json`` and ``OUT/gpu.md`` (``gpu_cpu.*`` when it ran on the CPU) and prints
 the table; the targets of issue 8 are evaluated at the end.
@@ -61,7 +73,7 @@ from samplegrad._internal.sampling import ReplicaGenerators
 from samplegrad.lab.data import MNIST, load_mnist
 from samplegrad.lab.models import BernoulliVAE, GaussianVAE, make_estimator
 from samplegrad.lab.models.replicated import replicate
-from samplegrad.lab.training.vae import training_step
+from samplegrad.lab.training.vae import CompilePlan, compile_plan, training_step
 
 from _machine import cpu_model, source_revision
 
@@ -71,6 +83,8 @@ STEPS_PER_EPOCH = 469  # ceil(60 000 / 128)
 SEED = 0
 SEEDS = 8
 """Replicas of the ``--seeds`` rows."""
+LAYERS = ((784, 400), (400, 20), (400, 20), (20, 400), (400, 784))
+"""The Gaussian VAE's Linear layers ``(in, out)``: encoder, mean, log-variance, decoder."""
 
 
 @dataclass(frozen=True)
@@ -182,10 +196,16 @@ def device_batches(images: Tensor, generator: torch.Generator) -> Iterator[Tenso
         yield torch.bernoulli(images[order[start : start + BATCH_SIZE]], generator=generator)
 
 
-def hand(images: Tensor, device: torch.device) -> Contender:
+def hand(images: Tensor, device: torch.device, compiled: bool = False) -> Contender:
+    """The hand loop; ``compiled``: its loss and Adam step compiled (static shapes)."""
+
     def make() -> Callable[[], None]:
         model = HandVAE(initial_model(device)).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+        loss_fn, optimizer_step = model.loss, optimizer.step
+        if compiled:
+            loss_fn = torch.compile(loss_fn, dynamic=False)
+            optimizer_step = torch.compile(optimizer_step, dynamic=False)
         generator = torch.Generator(device=device).manual_seed(SEED)
         batches = forever(lambda: device_batches(images, generator))
         total = torch.zeros((), device=device)
@@ -195,13 +215,15 @@ def hand(images: Tensor, device: torch.device) -> Contender:
             x = next(batches)
             optimizer.zero_grad(set_to_none=True)
             noise = torch.randn(len(x), 20, device=device, generator=generator)
-            loss = model.loss(x, noise)
+            loss = loss_fn(x, noise)
             loss.backward()
-            optimizer.step()
+            optimizer_step()
             total = total + loss.detach()
 
         return step
 
+    if compiled:
+        return Contender("gaussian", "hand-compiled", make, "the hand step, loss and Adam compiled")
     return Contender("gaussian", "hand", make, "device-resident tensors, no host reads")
 
 
@@ -288,11 +310,36 @@ def seeded_model(model_name: str, seed: int, device: torch.device) -> tuple[nn.M
         return model, make_estimator("disarm", model).to(device)
 
 
+def default_plan(device: torch.device, model_name: str) -> CompilePlan:
+    """What ``--compile`` compiles for the model's loss on ``device``."""
+    return compile_plan(device, seeded_model(model_name, SEED, device)[1])
+
+
+def compile_plans(device: torch.device, default: CompilePlan) -> list[CompilePlan]:
+    """The plans measured besides ``--compile``'s own (``default``): each part alone and both,
+    in the default mode; both with inductor's GEMM autotuning; on CUDA both as CUDA graphs
+    (``reduce-overhead``, which on the CPU is the default mode)."""
+    plans = [
+        CompilePlan(loss=False, optimizer=True),
+        CompilePlan(loss=True, optimizer=False),
+        CompilePlan(loss=True, optimizer=True),
+        CompilePlan(loss=True, optimizer=True, mode="max-autotune-no-cudagraphs"),
+    ]
+    if device.type == "cuda":
+        plans.append(CompilePlan(loss=True, optimizer=True, mode="reduce-overhead"))
+    return [plan for plan in plans if plan != default]
+
+
 def samplegrad_loop(
-    data: MNIST, device: torch.device, model_name: str, compiled: bool, seeds: int = 1
+    data: MNIST,
+    device: torch.device,
+    model_name: str,
+    compiled: bool | CompilePlan,
+    seeds: int = 1,
 ) -> Contender:
-    """``samplegrad.lab.training.vae.training_step``; with ``seeds > 1``, that many replicas in one
-    batched step (``samplegrad.lab.models.replicated``, one generator per replica), as
+    """``samplegrad.lab.training.vae.training_step``, eager, with ``compile=True`` (``--compile``)
+    or with a :class:`CompilePlan`; with ``seeds > 1``, that many replicas in one batched step
+    (``samplegrad.lab.models.replicated``, one generator per replica), as
     ``samplegrad train vae --seeds`` trains them."""
 
     def make() -> Callable[[], None]:
@@ -320,10 +367,16 @@ def samplegrad_loop(
         return step
 
     name = (
-        "samplegrad" + ("-compiled" if compiled else "") + (f"-seeds{seeds}" if seeds > 1 else "")
+        "samplegrad"
+        + ("-compiled" if compiled else "")
+        + (f" ({compiled.name})" if isinstance(compiled, CompilePlan) else "")
+        + (f"-seeds{seeds}" if seeds > 1 else "")
     )
     what = "DisARM, 2 samples" if model_name == "bernoulli" else "pathwise, 1 sample"
-    extras = (", torch.compile" if compiled else "") + (f", {seeds} replicas" if seeds > 1 else "")
+    plan = default_plan(device, model_name) if compiled is True else compiled
+    extras = (f", torch.compile of {plan.name}" if plan else "") + (
+        f", {seeds} replicas" if seeds > 1 else ""
+    )
     note = f"samplegrad.lab.training.vae.training_step ({what}{extras})"
     return Contender(model_name, name, make, note)
 
@@ -354,6 +407,55 @@ def measure(contender: Contender, settings: Settings, device: torch.device) -> N
             contender.peak_bytes = torch.cuda.max_memory_allocated(device)
     except Exception as error:  # a peer or a compile path failing is a result, not a crash
         contender.error = f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+def gemm_shapes(batch: int = BATCH_SIZE) -> list[tuple[int, int, int]]:
+    """The ``(m, k, n)`` matrix products of one Gaussian VAE step: per Linear layer the forward
+    product ``(batch, in) @ (in, out)`` and the weight gradient ``(out, batch) @ (batch, in)``,
+    and for every layer but the first (the images need no gradient) the input gradient
+    ``(batch, out) @ (out, in)``."""
+    shapes = []
+    for index, (inputs, outputs) in enumerate(LAYERS):
+        shapes += [(batch, inputs, outputs), (outputs, batch, inputs)]
+        if index:
+            shapes.append((batch, outputs, inputs))
+    return shapes
+
+
+def step_flops(batch: int = BATCH_SIZE) -> int:
+    """The GEMM FLOPs of one Gaussian VAE step, ``2 m k n`` per product of :func:`gemm_shapes`
+    (element-wise work and the optimiser step not counted: a floor)."""
+    return sum(2 * m * k * n for m, k, n in gemm_shapes(batch))
+
+
+def gemm_rate(settings: Settings, device: torch.device) -> float:
+    """FLOP/s of the step's products (:func:`gemm_shapes`, float32 on ``device``) run back to
+    back as a step runs them: the fastest of ``repeats`` blocks of ``steps`` rounds."""
+    generator = torch.Generator(device=device).manual_seed(SEED)
+    operands = [
+        (
+            torch.randn(m, k, device=device, generator=generator),
+            torch.randn(k, n, device=device, generator=generator),
+        )
+        for m, k, n in gemm_shapes()
+    ]
+    outputs = [a.new_empty(a.shape[0], b.shape[1]) for a, b in operands]
+
+    def products() -> None:
+        for (a, b), out in zip(operands, outputs, strict=True):
+            torch.mm(a, b, out=out)
+
+    for _ in range(settings.warmup):
+        products()
+    blocks = []
+    for _ in range(settings.repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(settings.steps):
+            products()
+        synchronize(device)
+        blocks.append((time.perf_counter() - start) / settings.steps)
+    return step_flops() / min(blocks)
 
 
 def micro_benchmarks(settings: Settings, device: torch.device) -> list[dict[str, object]]:
@@ -388,7 +490,9 @@ def micro_benchmarks(settings: Settings, device: torch.device) -> list[dict[str,
 # Report
 
 
-def rows(contenders: list[Contender]) -> list[dict[str, object]]:
+def rows(contenders: list[Contender], floor_epoch: float) -> list[dict[str, object]]:
+    """A row per contender; the Gaussian VAE's against the hand loop, the tutorial loop and
+    the arithmetic floor, ``floor_epoch`` seconds."""
     per_step = {
         (c.model, c.name): statistics.median(c.step_seconds) for c in contenders if c.step_seconds
     }
@@ -410,6 +514,11 @@ def rows(contenders: list[Contender]) -> list[dict[str, object]]:
                     None
                     if seconds is None or c.model != "gaussian" or not hand_epoch
                     else round(seconds / hand_epoch, 3)
+                ),
+                "ratio_to_floor": (
+                    None
+                    if epoch is None or c.model != "gaussian"
+                    else round(epoch / floor_epoch, 2)
                 ),
                 "speedup_over_tutorial": (
                     None
@@ -447,6 +556,9 @@ def targets(table: list[dict[str, object]], device: torch.device) -> list[str]:
         one, many = epoch.get((model, "samplegrad")), epoch.get((model, f"samplegrad-seeds{SEEDS}"))
         if one and many:
             check(f"{model} VAE: {SEEDS} seeds / one seed, time per epoch", many / one, 2.0)
+        with_compile = epoch.get((model, "samplegrad-compiled"))
+        if one and with_compile:
+            check(f"{model} VAE: --compile epoch / eager epoch", with_compile / one, 1.0)
     if device.type == "cuda":
         check("Gaussian VAE epoch, compiled samplegrad, s", compiled, 0.05)
         tutorial_epoch = epoch.get(("gaussian", "tutorial"))
@@ -459,7 +571,7 @@ def targets(table: list[dict[str, object]], device: torch.device) -> list[str]:
         if memory:
             check("peak memory, samplegrad / hand", memory[0]["peak_memory_ratio_to_hand"], 1.2)
     elif compiled and hand_epoch:
-        check("CPU: compiled samplegrad epoch / hand eager epoch", compiled / hand_epoch, 0.6)
+        check("CPU: compiled samplegrad epoch / hand eager epoch", compiled / hand_epoch, 0.85)
     return lines
 
 
@@ -472,15 +584,19 @@ def markdown(report: dict[str, object]) -> str:
         f"{report['settings']['repeats']} blocks of {report['settings']['steps']} steps, after "
         f"{report['settings']['warmup']} warm-up steps) x {STEPS_PER_EPOCH}.",
         "",
-        "| model | contender | s / epoch | ms / step | ratio to hand | speed-up over tutorial "
-        "| warm-up s | peak MB | memory / hand | note |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"Arithmetic floor: {report['floor']['step_gflop']} GFLOP of matrix products per Gaussian "
+        f"VAE step at {report['floor']['gemm_gflops']} GFLOP/s (the same products timed in this "
+        f"run) = {report['floor']['epoch_seconds']} s per epoch; x floor = epoch / floor.",
+        "",
+        "| model | contender | s / epoch | ms / step | ratio to hand | x floor "
+        "| speed-up over tutorial | warm-up s | peak MB | memory / hand | note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in report["rows"]:
         cells = [
             r["model"], r["contender"], r["epoch_seconds"], r["ms_per_step"], r["ratio_to_hand"],
-            r["speedup_over_tutorial"], r["warmup_seconds"], r["peak_memory_mb"],
-            r["peak_memory_ratio_to_hand"], str(r["note"]).replace("|", "/"),
+            r["ratio_to_floor"], r["speedup_over_tutorial"], r["warmup_seconds"],
+            r["peak_memory_mb"], r["peak_memory_ratio_to_hand"], str(r["note"]).replace("|", "/"),
         ]  # fmt: skip
         lines.append("| " + " | ".join("—" if c is None else str(c) for c in cells) + " |")
     lines += ["", "Targets:", ""] + [f"- {line}" for line in report["targets"]]
@@ -509,6 +625,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument(
         "--no-compile", dest="compile", action="store_false", help="skip the compiled rows"
     )
+    parser.add_argument(
+        "--no-compile-plans",
+        dest="plans",
+        action="store_false",
+        help="of the compiled rows keep only --compile's own (hand-compiled, samplegrad-compiled)",
+    )
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -524,6 +646,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     data = load_mnist(args.data_dir, split="train", validation_size=0, device=device)
     images = data.images
     contenders = [tutorial(images, device), hand(images, device)]
+    if args.compile:
+        contenders.append(hand(images, device, compiled=True))
     if device.type == "cuda":
         contenders.append(hand_cuda_graph(images, device))
     peer = pyro_loop(images, device)
@@ -532,7 +656,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     else:
         contenders.append(peer)
     for model_name in ("gaussian", "bernoulli"):
-        for compiled in (False, True) if args.compile else (False,):
+        variants: list[bool | CompilePlan] = [False]
+        if args.compile:
+            default = default_plan(device, model_name)
+            variants += [True, *(compile_plans(device, default) if args.plans else [])]
+        for compiled in variants:
             contenders.append(samplegrad_loop(data, device, model_name, compiled))
         contenders.append(samplegrad_loop(data, device, model_name, False, SEEDS))
     with warnings.catch_warnings():
@@ -546,7 +674,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         except Exception as error:  # e.g. a CPU-only piece of overhead.py on a GPU
             micro = []
             notes.append(f"estimator micro-benchmarks failed: {type(error).__name__}: {error}")
-    table = rows(contenders)
+    rate = gemm_rate(settings, device)
+    floor_epoch = step_flops() * STEPS_PER_EPOCH / rate
+    table = rows(contenders, floor_epoch)
     name = "gpu" if device.type == "cuda" else "gpu_cpu"
     device_text = (
         torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {cpu_model()}"
@@ -561,6 +691,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         ),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "settings": settings.__dict__,
+        "floor": {
+            "step_gflop": round(step_flops() / 1e9, 4),
+            "gemm_gflops": round(rate / 1e9, 1),
+            "epoch_seconds": round(floor_epoch, 4),
+        },
         "rows": table,
         "targets": targets(table, device),
         "micro": micro,

@@ -72,5 +72,9 @@ def test_gpu_benchmark_runs_on_the_cpu_and_says_so(tmp_path):
                 ("bernoulli", "samplegrad-seeds8")):  # fmt: skip
         assert rows[key]["epoch_seconds"] > 0, rows[key]
     assert rows[("gaussian", "hand")]["ratio_to_hand"] == 1.0
+    # The arithmetic floor: the step's GEMM FLOPs (784-400-20, batch 128) at the measured rate.
+    assert report["floor"]["step_gflop"] == 0.4198 and report["floor"]["gemm_gflops"] > 0
+    assert rows[("gaussian", "hand")]["ratio_to_floor"] > 0
+    assert rows[("bernoulli", "samplegrad")]["ratio_to_floor"] is None
     assert {row["contender"] for row in report["micro"]} == {"hand", "samplegrad"}
     assert (tmp_path / "gpu_cpu.md").read_text().startswith("# One device, one run")

@@ -133,7 +133,7 @@ from samplegrad.lab.training import distributed as distributed
 from samplegrad.lab.training.config import EpochConfig, TrainError, check_field, option
 from samplegrad.lab.training.data import load_splits
 from samplegrad.lab.training.files import CHECKPOINT, read_checkpoint, trainer_of
-from samplegrad.lab.training.loop import OnStep, Trainer, compiled, train
+from samplegrad.lab.training.loop import OnStep, Trainer, train
 from samplegrad.lab.training.seeds import (
     check_replicable,
     generators,
@@ -145,13 +145,16 @@ from samplegrad.lab.training.seeds import (
 __all__ = [
     "ARCHS",
     "CHECKPOINT",
+    "COMPILE_PLANS",
     "CSV_COLUMNS",
     "SEEDS_CSV_COLUMNS",
     "SUMMARY_KEYS",
+    "CompilePlan",
     "TrainConfig",
     "TrainError",
     "VAETrainer",
     "build_model",
+    "compile_plan",
     "fit",
     "load_model",
     "training_step",
@@ -228,8 +231,9 @@ _SEEDS_HELP = (
 _BINARIZE_HELP = "how grey levels become pixels; dynamic resamples them each time an image is drawn"
 _IWAE_HELP = "importance samples per test image for the IWAE bound"
 _COMPILE_HELP = (
-    "compile the training step (loss, backward, Adam) with torch.compile; on CUDA also capture "
-    "it as a CUDA graph. The first steps take tens of seconds"
+    "compile the training step with torch.compile, the parts that measured faster on the device: "
+    "the Adam step; the loss and its backward too on CUDA (as CUDA graphs) and, on the CPU, for "
+    "the discrete latents' estimators. The first steps take seconds to tens of seconds"
 )
 
 
@@ -481,6 +485,69 @@ class _Objective(nn.Module):
         return _loss(self.model, self.estimator, x, num_samples, generator, self.bound)
 
 
+@dataclasses.dataclass(frozen=True)
+class CompilePlan:
+    """What :func:`training_step` hands to ``torch.compile``, and in which mode.
+
+    Attributes:
+        loss: compile the loss (its forward and, through AOTAutograd, its backward; the noise
+            draws from the step's ``torch.Generator`` stay eager, between the graphs).
+        optimizer: compile ``optimizer.step`` (inductor fuses Adam's per-parameter
+            arithmetic into a few kernels).
+        mode: ``torch.compile``'s mode: ``"default"``, ``"reduce-overhead"`` (CUDA graphs),
+            ``"max-autotune-no-cudagraphs"``, ...
+    """
+
+    loss: bool
+    optimizer: bool
+    mode: str = "default"
+
+    @property
+    def name(self) -> str:
+        """E.g. ``"loss+optimizer, default"``."""
+        parts = [part for part, on in (("loss", self.loss), ("optimizer", self.optimizer)) if on]
+        return f"{'+'.join(parts) or 'nothing'}, {self.mode}"
+
+
+COMPILE_PLANS: dict[tuple[str, bool], CompilePlan] = {
+    ("cpu", False): CompilePlan(loss=False, optimizer=True),
+    ("cpu", True): CompilePlan(loss=True, optimizer=True),
+    ("cuda", False): CompilePlan(loss=True, optimizer=True, mode="reduce-overhead"),
+    ("cuda", True): CompilePlan(loss=True, optimizer=True, mode="reduce-overhead"),
+}
+"""Per device type and whether the loss runs an estimator (a discrete VAE's), what
+``compile=True`` (``--compile``) compiles: the parts that measured faster than eager in
+``benchmarks/gpu.py`` (its rows per plan). On the CPU the Adam step gains everywhere; the
+Gaussian VAE's loss does not (its time is in matrix products, the same library calls
+compiled or not, and its graph splits at the noise draw), while an estimator's element-wise
+arithmetic (DisARM's) gains from fusion. On CUDA the loss and the step are captured as CUDA
+graphs, which removes the per-kernel launch cost."""
+
+
+def compile_plan(device: torch.device, estimator: Estimator | None) -> CompilePlan:
+    """What ``compile=True`` compiles for a loss with ``estimator`` (``None``: the Gaussian
+    VAE's sampling layer or the IWAE bound) on ``device``: :data:`COMPILE_PLANS`, and both
+    parts in the default mode on a device type it does not list."""
+    default = CompilePlan(loss=True, optimizer=True)
+    return COMPILE_PLANS.get((device.type, estimator is not None), default)
+
+
+def _compile_step(
+    loss: Callable[[Tensor], LossOutput], optimizer: torch.optim.Optimizer, plan: CompilePlan
+) -> tuple[Callable[[Tensor], LossOutput], Callable[[], Any]]:
+    """``loss`` and ``optimizer.step``, each compiled as ``plan`` says. Shapes are static
+    (``dynamic=False``): an epoch's short last batch gets a graph of its own instead of turning
+    every later step into a graph for any batch size."""
+
+    def compiled(function: Callable[..., Any]) -> Callable[..., Any]:
+        return torch.compile(function, mode=plan.mode, dynamic=False)
+
+    return (
+        compiled(loss) if plan.loss else loss,
+        compiled(optimizer.step) if plan.optimizer else optimizer.step,
+    )
+
+
 def training_step(
     model: nn.Module,
     estimator: Estimator | None,
@@ -488,7 +555,7 @@ def training_step(
     *,
     num_samples: int,
     generator: torch.Generator,
-    compile: bool = False,
+    compile: bool | CompilePlan = False,
     objective: nn.Module | None = None,
     replicas: int = 1,
 ) -> Callable[[Tensor], Tensor]:
@@ -497,9 +564,9 @@ def training_step(
     it returns the per-image ELBO estimates of this process's rows, detached, and reads
     nothing back to the host, so a loop of steps runs ahead of an asynchronous device.
 
-    With ``compile=True`` the loss (forward and, through AOTAutograd, backward) and the
-    optimiser step are each compiled (:func:`samplegrad.lab.training.loop.compiled`). The
-    first calls compile (tens of seconds).
+    With ``compile=True`` the parts that gain on the model's device are compiled
+    (:data:`COMPILE_PLANS`); a :class:`CompilePlan` chooses them explicitly. The first calls
+    compile (seconds to tens of seconds).
 
     Under ``torchrun`` (module docstring, "Many processes") ``x`` is the global batch: each
     process trains on its rows, with ``objective`` the model and estimator wrapped in
@@ -516,8 +583,11 @@ def training_step(
     def objective_loss(x: Tensor) -> LossOutput:
         return objective(x, num_samples, generator)
 
-    device = next(model.parameters()).device
-    loss, optimizer_step = compiled(objective_loss, optimizer, compile, device)
+    loss, optimizer_step = objective_loss, optimizer.step
+    if compile:
+        device = next(model.parameters()).device
+        plan = compile_plan(device, estimator) if compile is True else compile
+        loss, optimizer_step = _compile_step(objective_loss, optimizer, plan)
 
     def step(x: Tensor) -> Tensor:
         rows = distributed.shard(len(x))  # all of x in a single process
