@@ -145,17 +145,20 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def plot(model: str, rows: list[dict[str, Any]], path: Path) -> None:
-    """ELBO against steps (mean over seeds, min-max band) and gradient variance against steps
-    (log axis)."""
+    """ELBO against steps (mean over seeds, min-max band over seeds) and gradient variance
+    against steps (log axis)."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(12, 4.5), layout="constrained")
     elbo_axes, variance_axes = figure.subplots(1, 2)
     for r in rows:
-        curve = torch.tensor(r["curve"])  # (points, seeds)
-        (line,) = elbo_axes.plot(r["curve_steps"], curve.mean(1), label=r["estimator"], lw=1)
+        # Each point is one batch's ELBO: a running mean over 5 % of the points smooths it.
+        window = max(1, len(r["curve_steps"]) // 20)
+        curve = torch.tensor(r["curve"]).unfold(0, window, 1).mean(-1)  # (points, seeds)
+        steps = r["curve_steps"][window - 1 :]
+        (line,) = elbo_axes.plot(steps, curve.mean(1), label=r["estimator"], lw=1)
         elbo_axes.fill_between(
-            r["curve_steps"], curve.min(1).values, curve.max(1).values, alpha=0.15,
+            steps, curve.min(1).values, curve.max(1).values, alpha=0.15,
             color=line.get_color(), lw=0,
         )  # fmt: skip
         variance_axes.semilogy(
@@ -163,7 +166,7 @@ def plot(model: str, rows: list[dict[str, Any]], path: Path) -> None:
             label=r["estimator"],
         )  # fmt: skip
     elbo_axes.set_xlabel("step")
-    elbo_axes.set_ylabel("train ELBO (one sample, per batch)")
+    elbo_axes.set_ylabel("train ELBO (one sample per image, running mean of batches)")
     elbo_axes.set_title(f"{model}: ELBO (mean over seeds, min-max band)")
     variance_axes.set_xlabel("step")
     variance_axes.set_ylabel("variance of d loss / d logits, per element")
