@@ -78,3 +78,28 @@ def test_gpu_benchmark_runs_on_the_cpu_and_says_so(tmp_path):
     assert rows[("bernoulli", "samplegrad")]["ratio_to_floor"] is None
     assert {row["contender"] for row in report["micro"]} == {"hand", "samplegrad"}
     assert (tmp_path / "gpu_cpu.md").read_text().startswith("# One device, one run")
+
+
+def test_leaderboard_short_run_writes_its_table_and_plots(tmp_path):
+    """A few steps of two estimators (one batched, one seed after seed) on the fake MNIST."""
+    data = write_fake_mnist(tmp_path / "mnist", n_train=10_100, n_test=8)
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "leaderboard.py"), "--steps", "4", "--seeds", "2",
+         "--models", "bernoulli-linear", "--estimators", "disarm", "relax",
+         "--checkpoints", "3", "--test-images", "8", "--variance-copies", "3",
+         "--workers", "1", "--data-dir", str(data), "--out", str(tmp_path)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    report = json.loads((tmp_path / "leaderboard.json").read_text())
+    assert report["steps"] == 4 and "--steps 4" in report["command"]
+    rows = {row["estimator"]: row for row in report["rows"]}
+    assert rows["disarm"]["batched"] and not rows["relax"]["batched"]
+    for row in rows.values():
+        assert row["checkpoints"] == [0, 2, 4]
+        assert len(row["test_iwae"]) == len(row["train_elbo"]) == 2
+        assert all(len(values) == 2 and min(values) > 0 for values in row["variance"])
+        assert row["seconds_per_step"] > 0
+    table = (tmp_path / "leaderboard.md").read_text()
+    assert "**4 steps**" in table and "| disarm | 2 | 2, batched |" in table
+    assert "one after another" in table and "## Deviations" in table
+    assert (tmp_path / "leaderboard_bernoulli-linear.png").stat().st_size > 0

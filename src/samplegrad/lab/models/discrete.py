@@ -29,7 +29,8 @@ Models:
   antithetic gradient estimator for binary latent variables", NeurIPS; following Yin & Zhou
   2019 and Tucker et al. 2017): 200 binary latents, a ``"linear"`` or ``"nonlinear"``
   (two hidden layers of 200 LeakyReLU units) encoder and decoder, prior ``Bernoulli(0.5)`` or a
-  learnable prior logit per latent.
+  learnable prior logit per latent; with ``data_mean``, the input and initialisation of the
+  paper's code (:class:`Centred`).
 - :class:`CategoricalVAE`: the Gumbel-Softmax benchmark (Jang, Gu & Poole 2017, "Categorical
   reparameterization with Gumbel-Softmax", ICLR): 30 ten-way categorical latents, encoder
   784-512-256 (ReLU), decoder 300-256-512-784, uniform prior.
@@ -45,6 +46,7 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, OneHotCategorical
 from torch.nn import functional as F
 
+import samplegrad as sg
 from samplegrad.estimators import Cost, Estimator, check_num_samples
 from samplegrad.generators import draw
 from samplegrad.lab.models._common import (
@@ -63,6 +65,36 @@ def mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
             layers.append(activation())
         layers.append(nn.Linear(fan_in, fan_out))
     return nn.Sequential(*layers)
+
+
+class Centred(nn.Module):
+    """``x - mean``: the encoder's input centred by the training images' mean grey levels.
+
+    With ``DisARM``'s ``--demean_input`` (Dong, Mnih & Tucker 2020, code in
+    google-research/disarm, ``binary/networks.py``) the encoder sees ``x - mean`` and the
+    decoder ``2 z - 1`` (:class:`Signed`).
+    """
+
+    def __init__(self, mean: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.detach().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x - self.mean
+
+
+class Signed(nn.Module):
+    """``2 z - 1``: binary latents as ``-1, +1`` at the decoder's input (see :class:`Centred`)."""
+
+    def forward(self, z: Tensor) -> Tensor:
+        return 2 * z - 1
+
+
+def logit_of_mean(mean: Tensor, clip: float = 1e-3) -> Tensor:
+    """``log(m / (1 - m))`` of ``mean`` clipped to ``[clip, 1 - clip]``: the decoder's output
+    bias that starts every pixel at its mean (DisARM's ``--initialize_with_bias``, clip 0.001)."""
+    clipped = mean.clamp(clip, 1 - clip)
+    return torch.log(clipped) - torch.log1p(-clipped)
 
 
 class DiscreteVAE(VAE):
@@ -151,6 +183,24 @@ class DiscreteVAE(VAE):
             )
         return self.monte_carlo_loss(x, estimator, num_samples, generator)
 
+    def logit_gradients(
+        self,
+        x: Tensor,
+        estimator: Estimator,
+        num_samples: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Each image's estimate of the gradient of its negative ELBO w.r.t. its encoder
+        logits, ``(B, *latent_shape)`` (``(R, B, ...)`` if replicated): what :meth:`loss`
+        back-propagates into the encoder, times ``B``, with the same draws for the same
+        ``generator``. Repeating an image ``M`` times in ``x`` gives ``M`` independent
+        estimates in one call (their variance: the estimator's, at these parameters)."""
+        logits = self.encode(x).detach().requires_grad_()
+        q, f = self.distribution(logits), self.negative_log_weight(x, logits)
+        surrogate = sg.expectation(f, q, estimator, num_samples, generator)
+        (gradient,) = torch.autograd.grad(surrogate.sum(), logits)
+        return gradient
+
     def elbo(
         self, x: Tensor, num_samples: int = 1, generator: torch.Generator | None = None
     ) -> Tensor:
@@ -179,6 +229,11 @@ class BernoulliVAE(DiscreteVAE):
         data_dim: pixels per image.
         learn_prior: learn one prior logit per latent (an ``nn.Parameter``, starting at 0)
             instead of the fixed ``Bernoulli(0.5)``.
+        data_mean: the training images' mean grey levels ``(data_dim,)``, for the DisARM
+            code's protocol (``--demean_input --initialize_with_bias``): the encoder's input
+            centred by it (:class:`Centred`), the decoder's input ``2 z - 1``
+            (:class:`Signed`) and its output bias starting at :func:`logit_of_mean`.
+            ``None``: plain inputs, PyTorch's default initialisation.
     """
 
     latent_family = "bernoulli"
@@ -190,6 +245,7 @@ class BernoulliVAE(DiscreteVAE):
         hidden: int = 200,
         data_dim: int = 784,
         learn_prior: bool = False,
+        data_mean: Tensor | None = None,
     ) -> None:
         if arch == "linear":
             encoder, decoder = nn.Linear(data_dim, latent_dim), nn.Linear(latent_dim, data_dim)
@@ -198,6 +254,17 @@ class BernoulliVAE(DiscreteVAE):
             decoder = mlp([latent_dim, hidden, hidden, data_dim], nn.LeakyReLU)
         else:
             raise ValueError(f"arch must be 'linear' or 'nonlinear', got {arch!r}")
+        if data_mean is not None:
+            if data_mean.shape != (data_dim,):
+                raise ValueError(
+                    f"data_mean must be the mean image, shape ({data_dim},), got "
+                    f"{tuple(data_mean.shape)}; e.g. load_mnist(...).images.mean(0)"
+                )
+            output = decoder if isinstance(decoder, nn.Linear) else decoder[-1]
+            with torch.no_grad():
+                output.bias.copy_(logit_of_mean(data_mean))
+            encoder = nn.Sequential(Centred(data_mean), encoder)
+            decoder = nn.Sequential(Signed(), decoder)
         super().__init__(encoder, decoder, (latent_dim,), data_dim)
         self.arch = arch
         prior_logits = torch.zeros(latent_dim)
