@@ -51,12 +51,6 @@ ONE_SAMPLE = {"rebar", "relax", "indecater"}
 the others get two: a leave-one-out pair, an antithetic pair, two relaxed samples, a set of
 two drawn without replacement."""
 
-UNBATCHED = {
-    "gumbel-rao": "samplegrad's GumbelRao fails with per-replica generators (IndexError in "
-    "open_uniform: it passes the one-hot sample, not the logits, as `like`), so its seeds run "
-    "one after another"
-}
-"""Stateless estimators whose seeds cannot (yet) train as replicas, and why."""
 
 VALIDATION_SIZE = 10_000  # the DisARM code trains on the first 50 000 training images
 IWAE_K = 100
@@ -240,7 +234,7 @@ def run(job: Job) -> dict[str, Any]:
     test = load_mnist(job.data_dir, split="test")
     test_x = _fixed_images(test, min(job.test_images, len(test)))
     variance_x = _fixed_images(train, job.variance_images)
-    batched = not catalog.entry(job.estimator).stateful and job.estimator not in UNBATCHED
+    batched = not catalog.entry(job.estimator).stateful
     groups = [list(job.seeds)] if batched else [[seed] for seed in job.seeds]
     started = time.perf_counter()
     records, train_elbo, test_iwae = [], [], []

@@ -18,8 +18,15 @@ from torch.distributions import Beta
 
 from samplegrad._internal.sampling import ReplicaGenerators, draw
 from samplegrad.cli import main
-from samplegrad.lab.models import BernoulliVAE, CategoricalVAE, GaussianVAE, make_estimator
+from samplegrad.lab.models import (
+    BernoulliVAE,
+    CategoricalVAE,
+    GaussianVAE,
+    applicable_estimators,
+    make_estimator,
+)
 from samplegrad.lab.models.replicated import ReplicatedLinear, replica, replicate
+from samplegrad.lab.training.seeds import replicable
 from samplegrad.lab.training.vae import (
     CHECKPOINT,
     SEEDS_CSV_COLUMNS,
@@ -227,21 +234,34 @@ def test_replicate_refuses_what_the_replicas_would_share() -> None:
         replicate([])
 
 
-def test_replica_generators_draw_each_replica_as_its_own_generator() -> None:
-    """Bernoulli, categorical and uniform noise (straight-through, score, DisARM) per replica."""
+def generators() -> ReplicaGenerators:
+    return ReplicaGenerators([torch.Generator().manual_seed(s) for s in (7, 8)])
+
+
+@pytest.mark.parametrize("latent", ["bernoulli", "categorical"])
+def test_every_replicable_estimator_draws_each_replica_as_its_own_generator(latent: str) -> None:
+    """Every name ``--seeds`` accepts (from the catalog): replica ``i`` of a batched step gets
+    exactly the loss of a model trained alone with generator ``i``."""
+    if latent == "bernoulli":
+        models = [BernoulliVAE(latent_dim=4, arch="linear") for _ in range(2)]
+    else:
+        models = [CategoricalVAE(num_variables=3, num_classes=4, hidden=(8,)) for _ in range(2)]
+    replicated = replicate(models)
+    x = torch.rand(2, 5, 784).bernoulli()
+    names = [name for name in applicable_estimators(replicated) if replicable(name)]
+    assert "gumbel-rao" in names and "score-ma" not in names
+    for name in names:
+        estimator = make_estimator(name, replicated)
+        together = replicated.loss(x, estimator, 4, generators()).elbo
+        for index, model in enumerate(models):
+            alone = model.loss(x[index], estimator, 4, torch.Generator().manual_seed(7 + index))
+            torch.testing.assert_close(together[index], alone.elbo, msg=name)
+
+
+def test_replica_generators_draw_iwae_bounds_per_replica() -> None:
     models = [CategoricalVAE(num_variables=3, num_classes=4, hidden=(8,)) for _ in range(2)]
     replicated = replicate(models)
     x = torch.rand(2, 5, 784).bernoulli()
-
-    def generators() -> ReplicaGenerators:
-        return ReplicaGenerators([torch.Generator().manual_seed(s) for s in (7, 8)])
-
-    for name in ("straight-through", "score", "gumbel"):
-        estimator = make_estimator(name, replicated)
-        together = replicated.loss(x, estimator, 3, generators()).elbo
-        for index, model in enumerate(models):
-            alone = model.loss(x[index], estimator, 3, torch.Generator().manual_seed(7 + index))
-            torch.testing.assert_close(together[index], alone.elbo, msg=name)
     iwae = replicated.iwae_bound(x, 4, 2, generators())
     alone = models[1].iwae_bound(x[1], 4, 2, generators().generators[1])
     torch.testing.assert_close(iwae[1], alone)

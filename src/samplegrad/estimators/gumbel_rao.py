@@ -49,7 +49,10 @@ def conditional_perturbations(
     normalised ``log_probs`` ``theta`` (``(..., K)``, broadcast against ``one_hot``), no
     gradient."""
     shape = torch.Size((num_draws, *one_hot.shape))
-    exponential = -open_uniform(shape, one_hot, generator).log().to(one_hot.dtype)
+    # The noise follows the parameters' batch (not the samples'), so that per-replica and
+    # sharded draws split the batch axis.
+    like = log_probs.detach().expand(one_hot.shape[1:])
+    exponential = -open_uniform(shape, like, generator).log().to(one_hot.dtype)
     top = (exponential * one_hot).sum(-1, keepdim=True)  # E_D
     others = -torch.log(exponential * torch.exp(-log_probs.detach()) + top)
     return torch.where(one_hot.bool(), -top.log(), others)
