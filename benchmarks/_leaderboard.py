@@ -154,7 +154,9 @@ def gradient_variance(
     for start in range(0, job.variance_copies, per_call):
         copies = min(per_call, job.variance_copies - start)
         repeated = x.repeat(1, copies, 1)  # (R, copies * B, D), copy-major
-        gradient = model.logit_gradients(repeated, estimator, num_samples(job.estimator), generator)
+        gradient = model.logit_gradients(
+            repeated, estimator, num_samples=num_samples(job.estimator), generator=generator
+        )
         chunks.append(gradient.reshape(replicas, copies, images, -1))
     estimates = torch.cat(chunks, dim=1).double()
     return estimates.var(dim=1).mean((1, 2)).tolist()

@@ -53,7 +53,9 @@ def test_logit_gradients_are_what_the_loss_back_propagates(name) -> None:
     x, samples = images(6), 2 if name == "disarm" else 1
     output = model.loss(x, estimator, samples, torch.Generator().manual_seed(1))
     expected = torch.autograd.grad(output.loss * len(x), list(model.encoder.parameters()))
-    gradient = model.logit_gradients(x, estimator, samples, torch.Generator().manual_seed(1))
+    gradient = model.logit_gradients(
+        x, estimator, num_samples=samples, generator=torch.Generator().manual_seed(1)
+    )
     assert gradient.shape == (6, 3)
     actual = torch.autograd.grad(model.encode(x), list(model.encoder.parameters()), gradient)
     for a, e in zip(actual, expected, strict=True):
@@ -65,7 +67,7 @@ def test_logit_gradients_of_replicas_and_categories() -> None:
     models = [CategoricalVAE(2, 3, hidden=(4,), data_dim=PIXELS) for _ in range(2)]
     estimator = make_estimator("score-loo", models[0])
     x = images(5).expand(2, 5, PIXELS)
-    gradient = replicate(models).logit_gradients(x, estimator, 2)
+    gradient = replicate(models).logit_gradients(x, estimator, num_samples=2)
     assert gradient.shape == (2, 5, 2, 3)
     # A softmax's logits: the gradient of each variable sums to zero over its classes.
     torch.testing.assert_close(gradient.sum(-1), torch.zeros(2, 5, 2))

@@ -48,7 +48,7 @@ from torch.nn import functional as F
 
 import samplegrad as sg
 from samplegrad.estimators import Cost, Estimator, check_num_samples
-from samplegrad.generators import draw
+from samplegrad.generators import Generator, draw
 from samplegrad.lab.models._common import (
     VAE,
     LossOutput,
@@ -187,8 +187,9 @@ class DiscreteVAE(VAE):
         self,
         x: Tensor,
         estimator: Estimator,
+        *,
         num_samples: int = 1,
-        generator: torch.Generator | None = None,
+        generator: Generator | None = None,
     ) -> Tensor:
         """Each image's estimate of the gradient of its negative ELBO w.r.t. its encoder
         logits, ``(B, *latent_shape)`` (``(R, B, ...)`` if replicated): what :meth:`loss`
