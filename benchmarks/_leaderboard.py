@@ -22,10 +22,11 @@ import torch
 from torch import Tensor
 
 from samplegrad.estimators import catalog
-from samplegrad.generators import Generator
+from samplegrad.generators import Generator, ReplicaGenerators
 from samplegrad.lab.data import MNIST, load_mnist
 from samplegrad.lab.models import BernoulliVAE, CategoricalVAE, DiscreteVAE, make_estimator
 from samplegrad.lab.models.replicated import replicate
+from samplegrad.lab.training.data import image_batches
 from samplegrad.lab.training.seeds import generators, stream_generator, stream_seed
 from samplegrad.lab.training.vae import training_step
 
@@ -119,17 +120,12 @@ class _Record:
 
 
 def _batches(data: MNIST, batch_size: int, seeds: list[int]) -> Iterator[Tensor]:
-    """Training batches ``(R, B, D)``, epoch after epoch: each seed's shuffle and dynamic
-    binarization (from its epoch's generator), the last short batch of an epoch dropped."""
+    """Training batches ``(R, B, D)`` (also for one seed), epoch after epoch: each seed's
+    shuffle and dynamic binarization (from its epoch's generator), the last short batch of an
+    epoch dropped."""
     for epoch in itertools.count():
-        streams = [
-            data.batches(
-                batch_size, generator=stream_generator(s, _DATA, epoch, "cpu"), drop_last=True
-            )
-            for s in seeds
-        ]
-        for batch in zip(*streams, strict=True):
-            yield torch.stack([x for x, _ in batch])
+        generator = ReplicaGenerators([stream_generator(s, _DATA, epoch, "cpu") for s in seeds])
+        yield from image_batches(data, batch_size, generator, shuffle=True, drop_last=True)
 
 
 def _fixed_images(data: MNIST, count: int) -> Tensor:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
+import torch
+from torch import Tensor
+
+from samplegrad.generators import Generator
 from samplegrad.lab.data import MNIST, load_mnist
 
 
@@ -31,3 +36,27 @@ def load_splits(config: object, binarize: str) -> Splits:
 
     valid = split("valid") if config.validation_size else None
     return Splits(split("train"), valid, split("test"))
+
+
+def image_batches(
+    data: MNIST, batch_size: int, generator: Generator, *, shuffle: bool, drop_last: bool = False
+) -> Iterator[Tensor]:
+    """One epoch of the images of ``data.batches``; with
+    :class:`~samplegrad.generators.ReplicaGenerators`, each replica's batch (shuffled and
+    binarized by its own generator) stacked into ``(R, B, D)``.
+
+    The replicas' iterators advance in turn, so each generator draws a batch and then the
+    step's noise, in the order of a lone run.
+    """
+    if isinstance(generator, torch.Generator):
+        for x, _ in data.batches(
+            batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last
+        ):
+            yield x
+        return
+    streams = [
+        data.batches(batch_size, shuffle=shuffle, generator=g, drop_last=drop_last)
+        for g in generator
+    ]
+    for batch in zip(*streams, strict=True):
+        yield torch.stack([x for x, _ in batch])

@@ -131,7 +131,7 @@ from samplegrad.lab.models import (
 from samplegrad.lab.models.replicated import replica, replicate
 from samplegrad.lab.training import distributed as distributed
 from samplegrad.lab.training.config import EpochConfig, TrainError, check_field, option
-from samplegrad.lab.training.data import load_splits
+from samplegrad.lab.training.data import image_batches, load_splits
 from samplegrad.lab.training.files import CHECKPOINT, read_checkpoint, trainer_of
 from samplegrad.lab.training.loop import OnStep, Trainer, train
 from samplegrad.lab.training.seeds import (
@@ -356,25 +356,6 @@ def _check_replicable(config: TrainConfig) -> None:
     if fewest:
         instead.append(f"auto with --num-samples >= {fewest[0]}")
     check_replicable(config.estimator, resolved, config.seeds, instead)
-
-
-def _images(
-    data: MNIST, batch_size: int, generator: Generator, *, shuffle: bool
-) -> Iterator[Tensor]:
-    """The images of ``data.batches``; with
-    :class:`~samplegrad.generators.ReplicaGenerators`, each replica's batch
-    (shuffled and binarized by its own generator) stacked into ``(R, B, D)``.
-
-    The replicas' iterators advance in turn, so each generator draws a batch and then the
-    step's noise, in the order of a lone run.
-    """
-    if isinstance(generator, torch.Generator):
-        for x, _ in data.batches(batch_size, shuffle=shuffle, generator=generator):
-            yield x
-        return
-    streams = [data.batches(batch_size, shuffle=shuffle, generator=g) for g in generator]
-    for batch in zip(*streams, strict=True):
-        yield torch.stack([x for x, _ in batch])
 
 
 def build_model(config: TrainConfig) -> tuple[nn.Module, Estimator | None]:
@@ -709,7 +690,7 @@ class VAETrainer(Trainer):
         # Skipping the batches already trained on draws them again: the epoch's generator ends
         # in the same state as in an uninterrupted run.
         generator = self._generators(_DATA, period)
-        return _images(self.train, self.config.batch_size, generator, shuffle=True)
+        return image_batches(self.train, self.config.batch_size, generator, shuffle=True)
 
     def step(self, x: Tensor) -> Tensor:
         elbo = self._step(x)
@@ -776,7 +757,7 @@ class VAETrainer(Trainer):
     ) -> list[float]:
         """Per replica, the mean over ``data`` of the per-image ``bound(x)``, in a fixed order."""
         total = torch.zeros((), dtype=torch.float64)
-        for x in _images(data, self.config.eval_batch_size, generator, shuffle=False):
+        for x in image_batches(data, self.config.eval_batch_size, generator, shuffle=False):
             total = total + _per_replica_sum(bound(x)).cpu()
         return (total / len(data)).tolist()
 
@@ -804,7 +785,7 @@ class VAETrainer(Trainer):
         chunk = max(1, min(config.iwae_k, _IWAE_ROWS // config.eval_batch_size))
         elbo = iwae = torch.zeros((), dtype=torch.float64)
         with torch.no_grad():
-            for x in _images(self.test, config.eval_batch_size, generator, shuffle=False):
+            for x in image_batches(self.test, config.eval_batch_size, generator, shuffle=False):
                 elbo = elbo + _per_replica_sum(model.elbo(x, 1, generator)).cpu()
                 bound = model.iwae_bound(x, config.iwae_k, chunk, generator)
                 iwae = iwae + _per_replica_sum(bound).cpu()
